@@ -1,0 +1,28 @@
+# The two commands README gives for a fresh machine (Python 3.10+, network):
+#   make run    creates .venv, installs mnistlab, trains the default experiment
+#   make test   creates .venv, installs mnistlab with its test tools, runs the whole suite
+# Extra arguments: make run ARGS="model=tiny_cnn trainer.epochs=5"   make test PYTEST_ARGS="-m 'not slow'"
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test ui
+
+install: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("mnistlab needs Python 3.10+, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install
+	$(BIN)/python run.py $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,0 +1,256 @@
+"""The config schema and its validation.
+
+Hydra composes the YAML; this module checks the result against dataclasses before anything
+heavy is imported, so a typo costs a second and one line, not a TensorFlow start-up.
+Types are checked by OmegaConf's structured merge; ranges by the ``rule`` metadata below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from mnistlab.errors import ConfigError
+
+#: loss option -> (Keras loss, label encoding that loss needs)
+LOSSES: Dict[str, tuple[str, str]] = {
+    "crossentropy": ("sparse_categorical_crossentropy", "integer"),
+    "mse": ("mean_squared_error", "onehot"),
+}
+#: Keras layers whose ``rate`` is a dropout probability, checked to be in [0, 1)
+DROPOUT_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "AlphaDropout")
+VERBOSE_CHOICES = ("auto", 0, 1, 2)
+
+
+def rule(default: Any, *, ge: float | None = None, gt: float | None = None,
+         lt: float | None = None, choices: tuple | None = None) -> Any:
+    """A dataclass field with the bounds (or allowed values) its value must respect."""
+    bounds = {k: v for k, v in dict(ge=ge, gt=gt, lt=lt, choices=choices).items() if v is not None}
+    return field(default=default, metadata=bounds)
+
+
+@dataclass
+class DataConfig:
+    name: str = rule("mnist", choices=("mnist",))
+    dir: Optional[str] = None
+    verify: bool = True
+    val_split: float = rule(0.1, ge=0, lt=1)
+    limit: Optional[int] = rule(None, ge=1)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "model"
+    layers: List[Dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = ""
+    lr: float = rule(0.001, gt=0)
+    weight_decay: Optional[float] = rule(None, ge=0)
+    clipnorm: Optional[float] = rule(None, gt=0)
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    beta_1: float = rule(0.9, ge=0, lt=1)
+    beta_2: float = rule(0.999, ge=0, lt=1)
+    epsilon: float = rule(1e-7, gt=0)
+    amsgrad: bool = False
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = rule(0.0, ge=0, lt=1)
+    nesterov: bool = False
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    rho: float = rule(0.9, ge=0, lt=1)
+    momentum: float = rule(0.0, ge=0, lt=1)
+    epsilon: float = rule(1e-7, gt=0)
+    centered: bool = False
+
+
+OPTIMIZERS: Dict[str, type] = {"adam": AdamConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig}
+
+
+@dataclass
+class LossConfig:
+    name: str = rule("crossentropy", choices=tuple(LOSSES))
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = rule(5, ge=1)
+    batch_size: int = rule(128, ge=1)
+    verbose: Any = rule("auto", choices=VERBOSE_CHOICES)
+    steps_per_execution: int = rule(32, ge=1)
+    jit_compile: bool = False
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = ""
+    experiment: str = "mnistlab"
+    run_name: Optional[str] = None
+    log_model: bool = True
+    tags: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    seed: int = rule(42, ge=0, lt=2**32)
+    root_dir: str = "."
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: Any = None  # checked against OPTIMIZERS[optimizer.name]
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Return the config typed by the schema, or raise ConfigError naming the first bad key."""
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # compose(return_hydra_config=True)
+    try:
+        raw = OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_dotted(getattr(exc, "full_key", "")), f"cannot be resolved ({_first_line(exc)})") from None
+
+    opt_raw = raw.get("optimizer")
+    opt_name = opt_raw.get("name") if isinstance(opt_raw, dict) else opt_raw
+    if opt_name not in OPTIMIZERS:
+        raise ConfigError("optimizer.name", f"unknown optimizer; choose one of {', '.join(OPTIMIZERS)}", opt_name)
+
+    typed = _merge(Config, raw, "")
+    typed.optimizer = _merge(OPTIMIZERS[opt_name], opt_raw, "optimizer.")
+    _check_rules(typed, Config, "")
+    _check_tracking(typed.tracking)
+    _check_layers(typed.model.layers)
+    OmegaConf.set_readonly(typed, True)
+    return typed
+
+
+def _merge(schema: type, raw: Any, prefix: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), raw)
+    except ConfigKeyError as exc:
+        key = _dotted(exc.full_key)
+        parent = _unwrap(_field_type(schema, key.rpartition(".")[0]))
+        allowed = ", ".join(f.name for f in dataclasses.fields(parent)) if dataclasses.is_dataclass(parent) else "?"
+        raise ConfigError(prefix + key, f"unknown key; allowed keys here: {allowed}", _lookup(raw, key)) from None
+    except ValidationError as exc:
+        key = _dotted(exc.full_key)
+        raise ConfigError(prefix + key, f"expected {_describe(_field_type(schema, key))}", _lookup(raw, key)) from None
+    except OmegaConfBaseException as exc:
+        raise ConfigError(prefix + _dotted(getattr(exc, "full_key", "")), _first_line(exc)) from None
+
+
+def _check_rules(node: DictConfig, schema: type, prefix: str) -> None:
+    """Apply each field's ``rule`` bounds; recurse into nested dataclasses."""
+    schema = OmegaConf.get_type(node) or schema
+    for f in dataclasses.fields(schema):
+        value, key = node[f.name], prefix + f.name
+        if isinstance(value, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(value)):
+            _check_rules(value, OmegaConf.get_type(value), key + ".")
+            continue
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(key, "must be a finite number", value)
+        meta = f.metadata
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(key, f"must be one of {', '.join(map(str, meta['choices']))}", value)
+        ge, gt, lt = meta.get("ge"), meta.get("gt"), meta.get("lt")
+        if (ge is not None and value < ge) or (gt is not None and value <= gt) or (lt is not None and value >= lt):
+            raise ConfigError(key, _bounds_text(ge, gt, lt), value)
+
+
+def _check_tracking(tracking: DictConfig) -> None:
+    if not tracking.uri.strip():
+        raise ConfigError("tracking.uri", "must not be empty (sqlite:///path/mlflow.db or http://host:port)", tracking.uri)
+    if not tracking.experiment.strip():
+        raise ConfigError("tracking.experiment", "must not be empty", tracking.experiment)
+
+
+def _check_layers(layers: List[Any]) -> None:
+    """What can be checked without importing Keras: shape of each entry, dropout rates, the head."""
+    if not layers:
+        raise ConfigError("model.layers", "must list at least one layer", [])
+    for i, layer in enumerate(layers):
+        key = f"model.layers.{i}"
+        layer_type = layer.get("type")
+        if not isinstance(layer_type, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", layer_type):
+            raise ConfigError(key + ".type", "must name a keras.layers class, e.g. Dense or Conv2D", layer_type)
+        rate = layer.get("rate")
+        if layer_type in DROPOUT_LAYERS:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+                raise ConfigError(key + ".rate", "dropout rate must be a number in [0, 1)", rate)
+    last = layers[-1]
+    if last.get("activation") != "softmax" and last.get("type") != "Softmax":
+        raise ConfigError(f"model.layers.{len(layers) - 1}",
+                          "the last layer must end in a softmax, e.g. {type: Dense, units: 10, activation: softmax}",
+                          OmegaConf.to_container(last))
+
+
+def _bounds_text(ge: float | None, gt: float | None, lt: float | None) -> str:
+    low = f"[{ge}" if ge is not None else f"({gt}" if gt is not None else None
+    if low is not None and lt is not None:
+        return f"must be in {low}, {lt})"
+    if lt is not None:
+        return f"must be < {lt}"
+    return f"must be >= {ge}" if ge is not None else f"must be > {gt}"
+
+
+def _field_type(schema: Any, dotted: str) -> Any:
+    """The annotated type of ``dotted`` inside ``schema`` (Optional unwrapped), or None."""
+    tp = schema
+    for part in filter(None, dotted.split(".")):
+        tp = _unwrap(tp)
+        if not dataclasses.is_dataclass(tp):
+            return None
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return tp
+
+
+def _unwrap(tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if typing.get_origin(tp) is typing.Union and len(args) == 1 else tp
+
+
+def _describe(tp: Any) -> str:
+    optional = typing.get_origin(tp) is typing.Union and type(None) in typing.get_args(tp)
+    base = _unwrap(tp)
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    text = names.get(base) or {list: "a list", dict: "a mapping"}.get(typing.get_origin(base), "a value of another type")
+    return text + " or null" if optional else text
+
+
+def _dotted(full_key: Any) -> str:
+    return re.sub(r"\[(\d+)\]", r".\1", str(full_key or ""))
+
+
+def _lookup(raw: Any, dotted: str) -> Any:
+    for part in filter(None, dotted.split(".")):
+        try:
+            raw = raw[int(part)] if isinstance(raw, list) else raw[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+    return raw
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(getattr(exc, "msg", "") or exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -1,0 +1,28 @@
+"""Errors a user can fix: the CLI prints them as one line and exits non-zero, no traceback."""
+
+
+class MnistlabError(Exception):
+    """Base class; ``exit_code`` is what the process returns."""
+
+    exit_code = 1
+
+
+class ConfigError(MnistlabError):
+    """The composed config is not something we can run (bad key, type or value)."""
+
+    exit_code = 2
+
+    NO_VALUE = object()
+
+    def __init__(self, key: str, problem: str, value: object = NO_VALUE) -> None:
+        self.key, self.value, self.problem = key, value, problem
+        where = key if value is self.NO_VALUE else f"{key}={value!r}"
+        super().__init__(f"{where}: {problem}" if key else problem)
+
+
+class DataError(MnistlabError):
+    """The data directory or one of its files is missing, corrupt or not MNIST."""
+
+
+class TrackingError(MnistlabError):
+    """The MLflow tracking store cannot be used."""
