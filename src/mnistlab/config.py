@@ -94,7 +94,7 @@ class TrainerConfig:
     epochs: int = rule(5, ge=1)
     batch_size: int = rule(128, ge=1)
     verbose: Any = rule("auto", choices=VERBOSE_CHOICES)
-    steps_per_execution: int = rule(32, ge=1)
+    steps_per_execution: int = rule(1, ge=1)
     jit_compile: bool = False
 
 

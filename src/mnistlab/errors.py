@@ -1,6 +1,11 @@
 """Errors a user can fix: the CLI prints them as one line and exits non-zero, no traceback."""
 
 
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """An exception's message squeezed onto one line, for terminals, tags and logs."""
+    return " ".join(str(exc).split())[:limit]
+
+
 class MnistlabError(Exception):
     """Base class; ``exit_code`` is what the process returns."""
 

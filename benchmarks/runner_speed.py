@@ -1,0 +1,77 @@
+"""Benchmark run.py: how fast it answers without training, and the default experiment against
+the same training written by hand (handwritten_cnn.py). Writes its section of RESULTS.md.
+
+    MNIST_DIR=../shared/datasets/mnist python benchmarks/runner_speed.py --seeds 42 1 2
+
+Timings on a shared 2-core VM vary by 10-20% from run to run; the table gives each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from results import machine, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    return time.perf_counter() - start, proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions of each no-training command")
+    args = parser.parse_args()
+    if not os.environ.get("MNIST_DIR"):
+        sys.exit("set MNIST_DIR to the folder with the MNIST IDX files")
+    trainer = yaml.safe_load((ROOT / "conf" / "trainer" / "default.yaml").read_text())
+    lines = [f"Machine: {machine()}.", ""]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "MNISTLAB_ROOT": tmp, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        lines += ["### run.py without training (median of %d)" % args.repeat, "",
+                  "| command | exit code | wall time |", "|---|---|---|"]
+        for extra in (["--help"], ["--cfg", "job"], ["trainer.epochs=0"], ["model=nope"]):
+            runs = [timed([sys.executable, "run.py", *extra], env) for _ in range(args.repeat)]
+            wall = statistics.median(t for t, _ in runs)
+            lines.append(f"| `python run.py {' '.join(extra)}` | {runs[0][1].returncode} | {wall:.2f} s |")
+
+        lines += ["", f"### Default experiment (cnn, adam, {trainer['epochs']} epochs of batch "
+                  f"{trainer['batch_size']}) against the same training written by hand", "",
+                  "| seed | script | test accuracy | training | wall time (process) |", "|---|---|---|---|---|"]
+        for seed in args.seeds:
+            wall, proc = timed([sys.executable, "run.py", f"seed={seed}", "trainer.verbose=0"], env)
+            if proc.returncode:
+                sys.exit(proc.stderr[-2000:])
+            acc = float(re.search(r"test\s+accuracy ([0-9.]+)", proc.stdout).group(1))
+            train = float(re.search(r"([0-9.]+) s training", proc.stdout).group(1))
+            lines.append(f"| {seed} | `python run.py seed={seed}` (logs everything to MLflow) | {acc:.4f} | "
+                         f"{train:.1f} s | {wall:.1f} s |")
+            wall, proc = timed([sys.executable, "benchmarks/handwritten_cnn.py", f"--seed={seed}",
+                                f"--epochs={trainer['epochs']}", f"--batch-size={trainer['batch_size']}"], env)
+            if proc.returncode:
+                sys.exit(proc.stderr[-2000:])
+            hand = json.loads(proc.stdout.strip().splitlines()[-1])
+            lines.append(f"| {seed} | `handwritten_cnn.py` (plain Keras, no tracking) | {hand['test_accuracy']:.4f} | "
+                         f"{hand['train_time_s']:.1f} s | {wall:.1f} s |")
+            print("\n".join(lines[-2:]), flush=True)
+
+    write_section("runner_speed", "run.py speed (`benchmarks/runner_speed.py`)", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

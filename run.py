@@ -1,0 +1,21 @@
+"""Train and evaluate one experiment (or a sweep with -m); see README.md.
+
+    python run.py model=cnn optimizer=sgd
+    python run.py --cfg job          # the composed config, without training
+"""
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from mnistlab import cli
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    return cli.task(cfg)
+
+
+if __name__ == "__main__":
+    cli.entry(main, root_dir=Path(__file__).parent)

@@ -1,0 +1,50 @@
+"""Build a Keras model from its YAML description: a list of keras.layers classes and arguments.
+
+Architectures are data. A new one is a new file under conf/model/, never new code here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Iterable, Mapping
+
+import keras
+
+from mnistlab.errors import ConfigError, one_line
+
+
+def layer_classes() -> dict[str, type]:
+    """Every public keras.layers class, by name."""
+    return {name: obj for name, obj in vars(keras.layers).items()
+            if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer) and not name.startswith("_")}
+
+
+def build_model(name: str, layers: Iterable[Mapping[str, Any]], input_shape: tuple[int, ...],
+                num_classes: int) -> keras.Sequential:
+    """A Sequential stack; each config error names the layer (model.layers.N) that caused it."""
+    classes = layer_classes()
+    model = keras.Sequential(name=name)
+    model.add(keras.Input(shape=input_shape))
+    for i, spec in enumerate(layers):
+        kwargs = dict(spec)
+        layer_type = kwargs.pop("type")
+        key = f"model.layers.{i}"
+        if layer_type not in classes:
+            close = difflib.get_close_matches(layer_type, classes, n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else "see keras.io/api/layers"
+            raise ConfigError(f"{key}.type", f"not a keras.layers class; {hint}", layer_type)
+        try:
+            model.add(classes[layer_type](**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(key, f"Keras refused this {layer_type}: {one_line(exc, 300)}", dict(spec)) from None
+    if model.output_shape[-1] != num_classes or len(model.output_shape) != 2:
+        raise ConfigError("model.layers", f"the model outputs shape {model.output_shape[1:]}, expected "
+                          f"({num_classes},): one probability per class (did you forget Flatten?)")
+    return model
+
+
+def summary_text(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+    return "\n".join(lines) + "\n"

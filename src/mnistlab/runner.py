@@ -1,0 +1,88 @@
+"""One experiment run: data, model, training, evaluation, and all of it logged to MLflow.
+
+Hydra-free on purpose (the CLI passes in what Hydra knows), so it can be driven from code.
+Order matters: everything that can fail on user input (data, layers, then the store) fails
+before the MLflow run starts, so a typo never leaves a run behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab import data as data_lib
+from mnistlab import tracking
+from mnistlab.config import LOSSES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    model: str
+    num_params: int
+    metrics: dict[str, float]  # the final values: last epoch, test scores, times
+
+    @property
+    def objective(self) -> float | None:
+        """What a sweeper optimises: validation accuracy (never the test set)."""
+        return self.metrics.get("val_accuracy")
+
+
+def run(cfg: DictConfig, output_dir: str, run_name: str) -> RunResult:
+    """Train and evaluate ``cfg`` (already validated) and record everything in one MLflow run."""
+    started = time.perf_counter()
+    raw = data_lib.load_mnist(cfg.data.dir, verify=cfg.data.verify)
+    data = data_lib.prepare(raw, cfg.data.val_split, cfg.data.limit, encoding=LOSSES[cfg.loss.name][1])
+    log.info("MNIST from %s: %d training, %d validation, %d test images",
+             data.source, len(data.x_train), len(data.x_val), len(data.x_test))
+    from mnistlab import models, plots, training  # TensorFlow starts here: after the data is known good
+
+    training.seed_everything(cfg.seed)
+    model = models.build_model(cfg.model.name, cfg.model.layers, data.input_shape, data_lib.NUM_CLASSES)
+    training.compile_model(model, cfg.optimizer, cfg.loss.name, cfg.trainer)
+    num_params = model.count_params()
+    experiment_id = tracking.open_experiment(cfg.tracking.uri, cfg.tracking.experiment)
+
+    tags = {**tracking.environment_tags(cfg.root_dir, output_dir), **cfg.tracking.tags}
+    with tracking.active_run(experiment_id, run_name, tags) as active:
+        run_id = active.info.run_id
+        log.info("MLflow run %s (%s) in experiment %r", run_id, run_name, cfg.tracking.experiment)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        mlflow.log_params({**tracking.flatten(resolved), "num_params": str(num_params)})
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        mlflow.log_text(models.summary_text(model), "model_summary.txt")
+        hydra_dir = Path(output_dir) / ".hydra"
+        if hydra_dir.is_dir():
+            mlflow.log_artifacts(str(hydra_dir), "hydra")
+
+        fitted = training.fit(model, data, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.verbose,
+                              on_epoch_end=tracking.log_epoch)
+        scores, probabilities = training.evaluate(model, data, cfg.loss.name)
+        final = {name: values[-1] for name, values in fitted.history.items()}
+        timing = {"train_time_s": fitted.train_time_s,
+                  "time_per_epoch_s": sum(fitted.history["epoch_time_s"]) / cfg.trainer.epochs}
+        mlflow.log_metrics({**scores, **timing})
+
+        title = f"{run_name.replace(',', ', ')} ({num_params:,} parameters)"  # spaces let it wrap
+        mlflow.log_figure(plots.learning_curves(fitted.history, title), "learning_curves.png")
+        counts = plots.confusion_matrix(data.labels_test, probabilities.argmax(axis=1))
+        mlflow.log_figure(plots.confusion_figure(counts, title), "confusion_matrix.png")
+        if cfg.tracking.log_model:
+            tracking.log_keras_model(model, data.input_shape, data_lib.NUM_CLASSES)
+        wall = time.perf_counter() - started
+        mlflow.log_metric("wall_time_s", wall)
+        for log_file in Path(output_dir).glob("*.log"):  # Hydra's job log
+            mlflow.log_artifact(str(log_file))
+
+    return RunResult(run_id=run_id, experiment_id=experiment_id, tracking_uri=cfg.tracking.uri,
+                     model=cfg.model.name, num_params=num_params,
+                     metrics={**final, **scores, **timing, "wall_time_s": wall})

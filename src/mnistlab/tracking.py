@@ -1,0 +1,163 @@
+"""Everything MLflow: the store, the run's lifecycle, and what gets logged into it."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+import subprocess
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+from urllib.parse import unquote, urlparse
+
+import mlflow
+import numpy as np
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import mnistlab
+from mnistlab.errors import TrackingError, one_line
+
+log = logging.getLogger(__name__)
+MODEL_ARTIFACT = "model"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (absolute), else None."""
+    if not uri.startswith("sqlite:"):
+        return None
+    return Path(unquote(uri[len("sqlite:///"):])).resolve()
+
+
+def open_experiment(uri: str, name: str) -> str:
+    """Point MLflow at ``uri`` and return the id of experiment ``name``, creating it when missing.
+
+    A new experiment in a sqlite store keeps its artifacts in ``mlruns/<name>`` beside the
+    database file; MLflow's own default would be ./mlruns of whatever the current directory is.
+    """
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            db = sqlite_path(uri)
+            location = (db.parent / "mlruns" / _slug(name)).as_uri() if db else None
+            try:
+                return client.create_experiment(name, artifact_location=location)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it first
+                    raise
+                experiment = client.get_experiment_by_name(name)
+    except MlflowException as exc:
+        raise TrackingError(f"tracking.uri={uri!r}: cannot open the MLflow store ({one_line(exc)})") from None
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(f"tracking.experiment={name!r} is deleted in {uri}; restore it with "
+                            f"`mlflow experiments restore --experiment-id {experiment.experiment_id}` "
+                            "or choose another name")
+    return experiment.experiment_id
+
+
+@contextmanager
+def active_run(experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
+    """A run that always ends in a true state: FINISHED, KILLED (interrupt) or FAILED (with a reason)."""
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags))
+    try:
+        yield run
+    except KeyboardInterrupt:
+        _end_quietly(RunStatus.KILLED, "interrupted")
+        log.warning("MLflow run %s marked KILLED; the epochs logged so far are kept", run.info.run_id)
+        raise
+    except BaseException as exc:
+        _end_quietly(RunStatus.FAILED, f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
+        raise
+    mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _end_quietly(status: int, reason: str, details: str | None = None) -> None:
+    """End the run without masking the exception that ended it (the store may be the problem)."""
+    try:
+        mlflow.set_tag("failure_reason", reason)
+        if details:
+            mlflow.log_text(details, "traceback.txt")
+    except Exception as exc:
+        log.warning("could not record why the run ended: %s", one_line(exc))
+    try:
+        mlflow.end_run(RunStatus.to_string(status))
+    except Exception as exc:
+        log.warning("could not mark the run %s: %s", RunStatus.to_string(status), one_line(exc))
+
+
+def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+    """One point per curve at step = epoch (0-based, as Keras and mlflow autolog count)."""
+    mlflow.log_metrics(dict(metrics), step=epoch)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """{"model": {"layers": [{"type": "Dense"}]}} -> {"model.layers.0.type": "Dense"}."""
+    items = tree.items() if isinstance(tree, Mapping) else enumerate(tree) if isinstance(tree, list) else None
+    if items is None:
+        return {prefix: str(tree)}
+    flat: dict[str, str] = {}
+    for key, value in items:
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def environment_tags(root_dir: str, output_dir: str) -> dict[str, str]:
+    """What is needed to know where a run came from and to repeat it."""
+    import keras
+    import tensorflow as tf
+
+    commit = _git(root_dir, "rev-parse", "HEAD")
+    dirty = _git(root_dir, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "git.commit": commit or "unknown (not a git checkout)",
+        "git.dirty": "unknown" if commit is None else str(bool(dirty)).lower(),
+        "hostname": socket.gethostname(),
+        "version.python": platform.python_version(),
+        "version.tensorflow": tf.__version__,
+        "version.keras": keras.__version__,
+        "version.mlflow": mlflow.__version__,
+        "version.mnistlab": mnistlab.__version__,
+        "hydra.output_dir": output_dir,
+    }
+
+
+def log_keras_model(model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """Log with a tensor signature and explicit requirements (inferring them costs seconds;
+    an input_example crashes mlflow.keras, MLflow #16183)."""
+    import keras
+    import mlflow.keras
+    import tensorflow as tf
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape))]),  # unnamed: one tensor in,
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_classes))]),  # class probabilities out
+    )
+    requirements = [f"mlflow=={mlflow.__version__}", f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
+    mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature, pip_requirements=requirements)
+
+
+def ui_command(uri: str) -> str:
+    """How to look at this store in the MLflow UI."""
+    if urlparse(uri).scheme in ("http", "https"):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def _git(cwd: str, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "experiment"
+

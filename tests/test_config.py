@@ -1,0 +1,169 @@
+"""The real config: every combination composes, validates and builds; bad values are refused
+with one line naming the key, before TensorFlow or MLflow are imported."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CONF_DIR, run_cli
+from mnistlab.config import validate
+from mnistlab.errors import ConfigError
+
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+OPTIMIZERS = sorted(p.stem for p in (CONF_DIR / "optimizer").glob("*.yaml"))
+LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
+
+#: parameter counts of the published architectures (issue 2)
+PARAMS = {"dense": 669_706, "cnn": 1_394_122, "tiny_cnn": 9_940, "dense512": 407_050, "cnn32": 693_962,
+          "mlp12": 9_862}
+
+
+def test_every_option_of_the_issue_exists():
+    assert set(MODELS) == set(PARAMS)
+    assert OPTIMIZERS == ["adam", "rmsprop", "sgd"]
+    assert LOSSES == ["crossentropy", "mse"]
+
+
+@pytest.mark.parametrize("model,optimizer,loss", list(itertools.product(MODELS, OPTIMIZERS, LOSSES)))
+def test_every_combination_composes_validates_and_builds(compose_cfg, model, optimizer, loss):
+    from mnistlab.models import build_model
+    from mnistlab.training import compile_model
+
+    cfg = validate(compose_cfg([f"model={model}", f"optimizer={optimizer}", f"loss={loss}"]))
+    assert (cfg.model.name, cfg.optimizer.name, cfg.loss.name) == (model, optimizer, loss)
+    net = build_model(cfg.model.name, cfg.model.layers, (28, 28, 1), 10)
+    compile_model(net, cfg.optimizer, cfg.loss.name, cfg.trainer)
+    assert net.count_params() == PARAMS[model]
+    assert net.output_shape == (None, 10)
+    assert net.layers[-1].activation.__name__ == "softmax"
+    assert net.optimizer.__class__.__name__.lower() == optimizer
+
+
+def test_optimizer_options_reach_keras(compose_cfg):
+    from mnistlab.training import make_optimizer
+
+    sgd = make_optimizer(validate(compose_cfg(["optimizer=sgd", "optimizer.lr=0.05", "optimizer.momentum=0.9",
+                                               "optimizer.nesterov=true"])).optimizer)
+    assert (float(sgd.learning_rate), sgd.momentum, sgd.nesterov) == (pytest.approx(0.05), 0.9, True)
+    rms = make_optimizer(validate(compose_cfg(["optimizer=rmsprop", "optimizer.rho=0.8",
+                                               "optimizer.centered=true"])).optimizer)
+    assert (rms.rho, rms.centered) == (0.8, True)
+    adam = make_optimizer(validate(compose_cfg(["optimizer.beta_1=0.8", "optimizer.clipnorm=1.0"])).optimizer)
+    assert (adam.beta_1, adam.clipnorm) == (0.8, 1.0)
+
+
+def test_every_yaml_key_is_commented():
+    """Each option file explains itself: every key and every layer line carries a comment, or the
+    line above it is one. (Text inside block scalars such as the --help header is not a key.)"""
+    for path in sorted(CONF_DIR.rglob("*.yaml")):
+        lines = path.read_text().splitlines()
+        block_indent = None
+        for i, line in enumerate(lines):
+            indent = len(line) - len(line.lstrip())
+            if block_indent is not None and (not line.strip() or indent > block_indent):
+                continue
+            block_indent = indent if re.search(r":\s*[|>][-+]?\s*(#.*)?$", line) else None
+            if re.match(r"\s*(- )?[\w.]+:|\s*- \{", line):
+                above = lines[i - 1].strip() if i else ""
+                assert "#" in line or above.startswith("#"), f"{path.relative_to(CONF_DIR)}:{i + 1}: {line.strip()!r}"
+
+
+@pytest.mark.parametrize("overrides,key,phrase", [
+    (["trainer.epochs=0"], "trainer.epochs=0", "must be >= 1"),
+    (["trainer.batch_size=0"], "trainer.batch_size=0", "must be >= 1"),
+    (["trainer.epochs=abc"], "trainer.epochs='abc'", "expected an integer"),
+    (["trainer.batch_size=1.5"], "trainer.batch_size=1.5", "expected an integer"),
+    (["optimizer.lr=0"], "optimizer.lr=0.0", "must be > 0"),
+    (["optimizer=sgd", "optimizer.lr=-0.1"], "optimizer.lr=-0.1", "must be > 0"),
+    (["optimizer.lr=inf"], "optimizer.lr=inf", "finite"),
+    (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum=1.5", "[0, 1)"),
+    (["model.layers.4.rate=1.0"], "model.layers.4.rate=1.0", "[0, 1)"),
+    (["model=tiny_cnn", "model.layers.4.rate=-0.1"], "model.layers.4.rate=-0.1", "[0, 1)"),
+    (["data.val_split=1.0"], "data.val_split=1.0", "[0, 1)"),
+    (["data.val_split=-0.2"], "data.val_split=-0.2", "[0, 1)"),
+    (["data.limit=0"], "data.limit=0", ">= 1"),
+    (["seed=-1"], "seed=-1", "[0, 4294967296)"),
+    (["+trainer.epochz=3"], "trainer.epochz=3", "unknown key; allowed keys here: epochs, batch_size"),
+    (["+optimizer.nesterov=true"], "optimizer.nesterov=True", "unknown key"),
+    (["optimizer.name=adagrad"], "optimizer.name='adagrad'", "adam, sgd, rmsprop"),
+    (["loss.name=hinge"], "loss.name='hinge'", "crossentropy, mse"),
+    (["trainer.verbose=3"], "trainer.verbose=3", "auto, 0, 1, 2"),
+    (["data.verify=maybe"], "data.verify='maybe'", "true or false"),
+    (["model.layers.6.activation=relu"], "model.layers.6=", "softmax"),
+    (["model.layers=[]"], "model.layers=[]", "at least one layer"),
+    (["tracking.experiment=' '"], "tracking.experiment=' '", "must not be empty"),
+])
+def test_bad_values_are_refused_naming_key_and_rule(compose_cfg, overrides, key, phrase):
+    with pytest.raises(ConfigError) as info:
+        validate(compose_cfg(overrides))
+    message = str(info.value)
+    assert message.startswith(key) and phrase in message and "\n" not in message
+
+
+def test_defaults_are_valid_and_typed(compose_cfg, monkeypatch, tmp_path):
+    monkeypatch.setenv("MNISTLAB_ROOT", str(tmp_path))  # what run.py sets to its own folder
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = validate(compose_cfg())
+    assert (cfg.model.name, cfg.optimizer.name, cfg.loss.name) == ("cnn", "adam", "crossentropy")
+    assert isinstance(cfg.trainer.epochs, int) and isinstance(cfg.optimizer.lr, float)
+    assert cfg.root_dir == str(tmp_path)
+    assert cfg.tracking.uri == f"sqlite:///{tmp_path}/mlflow.db"  # absolute: sqlite:////...
+
+
+def _imports(proc_stderr: str) -> set[str]:
+    """Top-level modules listed by python -X importtime."""
+    names = set()
+    for line in proc_stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+def test_cfg_job_prints_config_without_tensorflow(tmp_path):
+    proc = run_cli("model=tiny_cnn", "optimizer=sgd", "--cfg", "job",
+                   env={"PYTHONPROFILEIMPORTTIME": "1", "MNISTLAB_ROOT": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = yaml.safe_load(proc.stdout)
+    assert printed["model"]["name"] == "tiny_cnn" and printed["optimizer"]["name"] == "sgd"
+    assert {"tensorflow", "keras", "mlflow"}.isdisjoint(_imports(proc.stderr))
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("trainer.epochs=0", "error: trainer.epochs=0: must be >= 1"),
+    ("optimizer.lr=-1", "error: optimizer.lr=-1.0: must be > 0"),
+    ("data.val_split=1.5", "error: data.val_split=1.5: must be in [0, 1)"),
+    ("model.layers.4.rate=2", "error: model.layers.4.rate=2: dropout rate must be a number in [0, 1)"),
+    ("trainer.epochz=3", "error: trainer.epochz: no such key in the config"),
+    ("model=nope", "error: In 'config': Could not find 'model/nope'. Available options in 'model': cnn, cnn32, "
+                   "dense, dense512, mlp12, tiny_cnn"),
+])
+def test_cli_refuses_bad_config_in_one_line_without_heavy_imports(tmp_path, override, expected):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli(override, store=store, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert {"tensorflow", "keras", "mlflow"}.isdisjoint(_imports(proc.stderr))
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was written to MLflow
+
+
+def test_layer_errors_name_the_layer(compose_cfg, tmp_path):
+    """What only Keras can judge (class names, arguments, shapes) still names model.layers.N."""
+    from mnistlab.models import build_model
+
+    cases = [
+        ({"type": "Dens", "units": 10, "activation": "softmax"}, "model.layers.0.type='Dens'", "did you mean Dense"),
+        ({"type": "Dense", "unit": 10, "activation": "softmax"}, "model.layers.0=", "Keras refused this Dense"),
+        ({"type": "Conv2D", "filters": 4, "kernel_size": 40}, "model.layers.0=", "Keras refused this Conv2D"),
+        ({"type": "Dense", "units": 10, "activation": "softmax"}, "model.layers:", "expected (10,)"),
+    ]
+    for layer, key, phrase in cases:
+        with pytest.raises(ConfigError) as info:
+            build_model("m", [layer], (28, 28, 1), 10)
+        assert str(info.value).startswith(key) and phrase in str(info.value), str(info.value)

@@ -1,0 +1,280 @@
+"""End to end: ``python run.py ...`` in a subprocess on the real MNIST files, then the MLflow store
+is opened and what is really there is checked (runs, params, metric histories, artifacts, a model
+that reloads and predicts). Small ``data.limit`` keeps each run to seconds."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import RUN_PY, ROOT, cli_env, error_lines, mlflow_client, only_run, run_cli
+from test_config import PARAMS
+
+QUICK = ("data.limit=1000", "trainer.epochs=2", "trainer.batch_size=64")
+CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@pytest.fixture(scope="module")
+def test_images(mnist_dir):
+    from mnistlab.data import load_mnist, prepare
+
+    data = prepare(load_mnist(mnist_dir), val_split=0.1, limit=None, encoding="integer")
+    return data.x_test, data.labels_test
+
+
+def artifact_paths(client, run_id: str, path: str = "") -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+# every model once; every optimizer and both losses more than once
+@pytest.mark.parametrize("model,optimizer,loss,extra", [
+    ("dense", "adam", "crossentropy", ["+tracking.tags.team=vision"]),
+    ("cnn", "sgd", "mse", []),
+    ("tiny_cnn", "rmsprop", "mse", ["tracking.run_name=tiny-try"]),
+    ("dense512", "rmsprop", "crossentropy", []),
+    ("cnn32", "adam", "mse", []),
+    ("mlp12", "sgd", "crossentropy", ["optimizer.momentum=0.9"]),
+])
+def test_run_logs_everything_to_mlflow(store, test_images, model, optimizer, loss, extra):
+    proc = run_cli(f"model={model}", f"optimizer={optimizer}", f"loss={loss}", *QUICK, *extra, store=store)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = only_run(store)
+    run_id, client = run.info.run_id, mlflow_client(store)
+    assert run.info.status == "FINISHED"
+
+    # named after the overrides (or tracking.run_name), printed in the summary
+    if "tracking.run_name=tiny-try" in extra:
+        assert run.info.run_name == "tiny-try"
+    else:
+        assert f"model={model}" in run.info.run_name and f"optimizer={optimizer}" in run.info.run_name
+    assert run_id in proc.stdout and f"mlflow ui --backend-store-uri {store}" in proc.stdout
+
+    # params: the whole resolved config, flattened, plus the parameter count
+    params = run.data.params
+    assert (params["model.name"], params["optimizer.name"], params["loss.name"]) == (model, optimizer, loss)
+    assert params["trainer.epochs"] == "2" and params["data.limit"] == "1000" and "optimizer.lr" in params
+    assert params["model.layers.0.type"] in ("Flatten", "Conv2D")
+    assert int(params["num_params"]) == PARAMS[model]
+    if "optimizer.momentum=0.9" in extra:
+        assert params["optimizer.momentum"] == "0.9"
+
+    # one point per epoch per curve, at steps 0 and 1 (a real curve, not all at step 0)
+    for name in CURVES:
+        history = client.get_metric_history(run_id, name)
+        assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1], name
+        assert all(math.isfinite(m.value) for m in history)
+        assert run.data.metrics[name] == max(history, key=lambda m: m.step).value
+    metrics = run.data.metrics
+    for name in ("test_loss", "test_accuracy", "train_time_s", "time_per_epoch_s", "wall_time_s"):
+        assert name in metrics and metrics[name] >= 0
+    assert 0.1 < metrics["test_accuracy"] <= 1.0
+
+    # artifacts
+    paths = artifact_paths(client, run_id)
+    assert {"config.yaml", "learning_curves.png", "confusion_matrix.png", "model_summary.txt",
+            "hydra/overrides.yaml"} <= paths
+    local = Path(client.download_artifacts(run_id, ""))
+    assert yaml.safe_load((local / "config.yaml").read_text())["model"]["name"] == model
+    summary = (local / "model_summary.txt").read_text()
+    assert f"Total params: {PARAMS[model]:,}" in summary and "Param #" in summary  # the per-layer column too
+    for png in ("learning_curves.png", "confusion_matrix.png"):
+        assert (local / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # tags for reproducibility
+    tags = run.data.tags
+    assert tags["git.commit"] and tags["git.dirty"] in ("true", "false", "unknown")
+    assert tags["hostname"] and tags["version.tensorflow"] and tags["version.keras"] and tags["version.mlflow"]
+    assert Path(tags["hydra.output_dir"]).is_dir()
+    if "+tracking.tags.team=vision" in extra:
+        assert tags["team"] == "vision"
+
+    # the logged model reloads through pyfunc and predicts the test images with the logged accuracy
+    import mlflow.pyfunc
+
+    x_test, labels = test_images
+    mlflow.set_tracking_uri(store)
+    probabilities = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(x_test)
+    assert probabilities.shape == (10000, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
+    assert (probabilities.argmax(axis=1) == labels).mean() == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_same_seed_same_result_other_seed_other_result(tmp_path):
+    """Same config and seed twice: identical to the last digit. (cnn: dropout and shuffling both seeded.)"""
+    results = []
+    for i, seed in enumerate((7, 7, 8)):
+        store = f"sqlite:///{tmp_path / str(i) / 'mlflow.db'}"
+        (tmp_path / str(i)).mkdir()
+        proc = run_cli("model=cnn", "data.limit=2000", "trainer.epochs=2", f"seed={seed}",
+                       "tracking.log_model=false", store=store)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        run = only_run(store)
+        history = [m.value for m in mlflow_client(store).get_metric_history(run.info.run_id, "val_loss")]
+        results.append((run.data.metrics["test_accuracy"], run.data.metrics["test_loss"], history))
+    assert results[0] == results[1]
+    assert results[0][1] != results[2][1]
+
+
+def test_default_store_is_the_project_root_whatever_the_cwd(tmp_path):
+    """A checkout run from another directory logs to <checkout>/mlflow.db, mlruns/ and outputs/."""
+    project, elsewhere = tmp_path / "checkout", tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "conf", project / "conf")
+    shutil.copy(RUN_PY, project / "run.py")
+    elsewhere.mkdir()
+    proc = run_cli("model=mlp12", "data.limit=500", "trainer.epochs=1", "tracking.log_model=false",
+                   run_py=project / "run.py", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    assert store in proc.stdout
+    run = only_run(store)
+    assert run.info.artifact_uri.startswith((project / "mlruns").as_uri())
+    assert Path(run.data.tags["hydra.output_dir"]).is_relative_to(project / "outputs" / "runs")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_mlflow_tracking_uri_from_environment_wins(tmp_path):
+    store = f"sqlite:///{tmp_path / 'from_env.db'}"
+    proc = run_cli("model=mlp12", "data.limit=500", "trainer.epochs=1", "tracking.log_model=false",
+                   "tracking.experiment=env-test", env={"MLFLOW_TRACKING_URI": store, "MNISTLAB_ROOT": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert only_run(store, "env-test").info.status == "FINISHED"
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("make_dir,phrase", [
+    (lambda tmp, real: tmp / "nowhere", "no such directory"),
+    (lambda tmp, real: tmp, "missing MNIST file(s)"),
+    (lambda tmp, real: _corrupt_copy(real, tmp), "t10k-images-idx3-ubyte.gz: SHA-256"),
+])
+def test_bad_data_dir_fails_in_one_line_and_records_nothing(tmp_path, mnist_dir, make_dir, phrase):
+    data_dir = make_dir(tmp_path / "data", mnist_dir)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli(f"data.dir={data_dir}", store=store)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], proc.stderr[-2000:]
+    assert not (tmp_path / "mlflow.db").exists()  # failed before any run could start
+
+
+def _corrupt_copy(real: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for path in real.glob("*.gz"):
+        shutil.copy(path, folder / path.name)
+    target = folder / "t10k-images-idx3-ubyte.gz"
+    import gzip
+
+    data = bytearray(gzip.decompress(target.read_bytes()))
+    data[5000] ^= 0x01
+    target.write_bytes(gzip.compress(bytes(data)))
+    return folder
+
+
+def _network_reaches_keras() -> bool:
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_network_reaches_keras(), reason="this machine can download MNIST through Keras")
+def test_without_data_dir_and_network_the_error_says_what_to_set(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli("data.dir=null", store=store, env={"KERAS_HOME": str(tmp_path / "keras")})
+    assert proc.returncode == 1
+    lines = error_lines(proc)
+    assert len(lines) == 1 and "Keras could not download MNIST" in lines[0] and "MNIST_DIR" in lines[0], proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("sig,code,message", [(signal.SIGINT, 130, "error: interrupted"),
+                                              (signal.SIGTERM, 143, "error: terminated (SIGTERM)")])
+def test_interrupted_run_is_killed_not_left_running(store, sig, code, message):
+    proc = subprocess.Popen([sys.executable, str(RUN_PY), "model=dense", "data.limit=20000", "trainer.epochs=200",
+                             "tracking.log_model=false"], cwd=ROOT, env=cli_env(store),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            runs = _runs_if_any(store)
+            if runs and "loss" in runs[0].data.metrics:  # at least one epoch finished
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no epoch logged in time: {proc.communicate(timeout=10)[1][-2000:]}")
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == message and "Traceback" not in stderr
+    run = only_run(store)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["failure_reason"] == "interrupted"
+    assert len(mlflow_client(store).get_metric_history(run.info.run_id, "loss")) >= 1  # finished epochs kept
+
+
+def _runs_if_any(store: str):
+    client = mlflow_client(store)
+    try:
+        exp = client.get_experiment_by_name("mnistlab")
+    except Exception:  # the store is still being created by the run
+        return []
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def test_run_that_raises_is_failed_with_its_reason(tmp_path, store):
+    """An artifact store that cannot be written (its folder is a file): FAILED, reason tagged, one line."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    mlflow_client(store).create_experiment("broken", artifact_location=(blocker / "artifacts").as_uri())
+    proc = run_cli("model=mlp12", "data.limit=500", "trainer.epochs=1", "tracking.experiment=broken", store=store)
+    assert proc.returncode == 1
+    lines = error_lines(proc)
+    assert lines[-1].startswith("error: ") and "traceback in" in lines[-1], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    saved = Path(lines[-1].rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback" in saved.read_text()
+    run = only_run(store, "broken")
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"].split(":")[0] in lines[-1]
+
+
+@pytest.mark.slow
+def test_default_experiment_reaches_98_5_percent(store):
+    """`python run.py` with no overrides: cnn + adam on all of MNIST, the headline promise."""
+    proc = run_cli(store=store, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = only_run(store)
+    assert (run.data.params["model.name"], run.data.params["optimizer.name"]) == ("cnn", "adam")
+    assert run.data.metrics["test_accuracy"] >= 0.985
+    assert f"accuracy {run.data.metrics['test_accuracy']:.4f}" in proc.stdout
+
+
+def test_multirun_gives_one_finished_run_per_job(store):
+    proc = run_cli("-m", "model=mlp12,dense512", "data.limit=500", "trainer.epochs=1", "tracking.log_model=false",
+                   store=store)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = mlflow_client(store)
+    runs = client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["data.limit=500,model=dense512,trainer.epochs=1",
+                                                     "data.limit=500,model=mlp12,trainer.epochs=1"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    sweep_dirs = {Path(r.data.tags["hydra.output_dir"]).parent for r in runs}
+    assert len(sweep_dirs) == 1 and sweep_dirs.pop().parent.name == "multiruns"

@@ -1,0 +1,68 @@
+"""Training internals that the config documents as facts, checked on a slice of the real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import CONF_DIR
+
+
+@pytest.fixture(scope="module")
+def small_data(mnist_dir):
+    from mnistlab.data import load_mnist, prepare
+
+    return prepare(load_mnist(mnist_dir), val_split=0.1, limit=600, encoding="integer")
+
+
+def _train(data, steps_per_execution: int, seed: int = 3):
+    from mnistlab import models, training
+
+    layers = yaml.safe_load((CONF_DIR / "model" / "tiny_cnn.yaml").read_text())["layers"]
+    training.seed_everything(seed)
+    model = models.build_model("tiny_cnn", layers, data.input_shape, 10)
+    trainer = {"steps_per_execution": steps_per_execution, "jit_compile": False}
+    training.compile_model(model, {"name": "adam", "lr": 0.01}, "crossentropy", trainer)
+    epochs = []
+    result = training.fit(model, data, epochs=2, batch_size=32, verbose=0,
+                          on_epoch_end=lambda epoch, metrics: epochs.append((epoch, sorted(metrics))))
+    return model.get_weights(), result, epochs
+
+
+def test_steps_per_execution_changes_speed_not_results(small_data):
+    """600 images / batch 32 = 19 steps: one execution of 32 covers a whole epoch, and still the
+    weights after two epochs are bit-identical to one step per execution."""
+    one, _, _ = _train(small_data, steps_per_execution=1)
+    many, _, _ = _train(small_data, steps_per_execution=32)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_each_epoch_is_reported_with_time_and_learning_rate(small_data):
+    _, result, epochs = _train(small_data, steps_per_execution=8)
+    expected = ["accuracy", "epoch_time_s", "loss", "lr", "val_accuracy", "val_loss"]
+    assert epochs == [(0, expected), (1, expected)]
+    assert result.history["lr"] == [pytest.approx(0.01)] * 2
+    assert result.train_time_s >= sum(result.history["epoch_time_s"]) > 0
+
+
+@pytest.mark.parametrize("loss", ["crossentropy", "mse"])
+def test_one_pass_evaluation_matches_keras_evaluate(mnist_dir, loss):
+    """training.evaluate computes the test scores from predict(); Keras's evaluate() must agree."""
+    from mnistlab import models, training
+    from mnistlab.config import LOSSES
+    from mnistlab.data import load_mnist, prepare
+
+    data = prepare(load_mnist(mnist_dir), val_split=0.1, limit=600, encoding=LOSSES[loss][1])
+    layers = yaml.safe_load((CONF_DIR / "model" / "cnn32.yaml").read_text())["layers"]
+    layers[3]["kernel_regularizer"] = "l2"  # a regularisation term belongs in the loss too
+    training.seed_everything(5)
+    model = models.build_model("cnn32", layers, data.input_shape, 10)
+    training.compile_model(model, {"name": "sgd", "lr": 0.05}, loss, {"steps_per_execution": 1, "jit_compile": False})
+    training.fit(model, data, epochs=1, batch_size=64, verbose=0, on_epoch_end=lambda *_: None)
+    scores, probabilities = training.evaluate(model, data, loss)
+    keras_loss, keras_accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)
+    assert scores["test_accuracy"] == pytest.approx(keras_accuracy, abs=1e-6)
+    assert scores["test_loss"] == pytest.approx(keras_loss, rel=1e-4)
+    assert probabilities.shape == (10000, 10)
