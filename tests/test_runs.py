@@ -67,7 +67,7 @@ def test_run_logs_everything_to_mlflow(store, test_images, model, optimizer, los
     assert (params["model.name"], params["optimizer.name"], params["loss.name"]) == (model, optimizer, loss)
     assert params["trainer.epochs"] == "2" and params["data.limit"] == "1000" and "optimizer.lr" in params
     assert params["model.layers.0.type"] in ("Flatten", "Conv2D")
-    assert int(params["num_params"]) == PARAMS[model]
+    assert int(params["num_params"]) == PARAMS[model] == run.data.metrics["num_params"]
     if "optimizer.momentum=0.9" in extra:
         assert params["optimizer.momentum"] == "0.9"
 

@@ -58,6 +58,7 @@ def run(cfg: DictConfig, output_dir: str, run_name: str) -> RunResult:
         log.info("MLflow run %s (%s) in experiment %r", run_id, run_name, cfg.tracking.experiment)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         mlflow.log_params({**tracking.flatten(resolved), "num_params": str(num_params)})
+        mlflow.log_metric("num_params", num_params)  # also a metric: charts plot accuracy against size
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_text(models.summary_text(model), "model_summary.txt")
         hydra_dir = Path(output_dir) / ".hydra"
