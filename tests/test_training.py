@@ -35,7 +35,7 @@ def test_steps_per_execution_changes_speed_not_results(small_data):
     weights after two epochs are bit-identical to one step per execution."""
     one, _, _ = _train(small_data, steps_per_execution=1)
     many, _, _ = _train(small_data, steps_per_execution=32)
-    for a, b in zip(one, many):
+    for a, b in zip(one, many, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -10,7 +10,7 @@ def learning_curves(history: dict[str, list[float]], title: str) -> Figure:
     """Loss and accuracy per epoch, training against validation."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     fig.suptitle(title, fontsize=10, wrap=True)
-    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
         for prefix, label, style in (("", "train", "-o"), ("val_", "validation", "-s")):
             values = history.get(prefix + metric)
             if values:

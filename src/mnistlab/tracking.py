@@ -9,7 +9,8 @@ import subprocess
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
+from collections.abc import Iterator, Mapping
 from urllib.parse import unquote, urlparse
 
 import mlflow
