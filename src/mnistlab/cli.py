@@ -96,19 +96,19 @@ def exit_for(exc: BaseException, output_dir: str | None = None) -> None:
 
 def summary(result: Any, cfg: DictConfig) -> str:
     """What a user wants to read when a run ends: the score, the cost, and where it is recorded."""
-    from mnistlab.tracking import ui_command
+    from mnistlab.tracking import where_to_look
 
     m = result.metrics
+    first, *rest = where_to_look(cfg.tracking.uri, result.experiment_id, result.run_id)
     lines = [
-        f"model       {result.model} ({result.num_params:,} parameters), {cfg.optimizer.name}, "
+        f"model       {cfg.model.name} ({result.num_params:,} parameters), {cfg.optimizer.name}, "
         f"{cfg.loss.name}, {cfg.trainer.epochs} epochs of batch {cfg.trainer.batch_size}",
         f"test        accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f}",
         f"time        {m['wall_time_s']:.1f} s wall, {m['train_time_s']:.1f} s training",
         f"MLflow run  {result.run_id} (experiment {cfg.tracking.experiment!r}, id {result.experiment_id})",
-        f"look at it  {ui_command(result.tracking_uri)}",
+        f"look at it  {first}",
+        *(f"            {line}" for line in rest),
     ]
-    if not result.tracking_uri.startswith("http"):
-        lines.append(f"            then http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs/{result.run_id}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import logging
 import struct
 import zlib
 from dataclasses import dataclass
@@ -19,8 +18,6 @@ from collections.abc import Mapping
 import numpy as np
 
 from mnistlab.errors import ConfigError, DataError
-
-log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10
 #: array name -> official IDX file name (without .gz)

@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 class RunResult:
     run_id: str
     experiment_id: str
-    tracking_uri: str
-    model: str
     num_params: int
     metrics: dict[str, float]  # the final values: last epoch, test scores, times
 
@@ -84,6 +82,5 @@ def run(cfg: DictConfig, output_dir: str, run_name: str) -> RunResult:
         for log_file in Path(output_dir).glob("*.log"):  # Hydra's job log
             mlflow.log_artifact(str(log_file))
 
-    return RunResult(run_id=run_id, experiment_id=experiment_id, tracking_uri=cfg.tracking.uri,
-                     model=cfg.model.name, num_params=num_params,
+    return RunResult(run_id=run_id, experiment_id=experiment_id, num_params=num_params,
                      metrics={**final, **scores, **timing, "wall_time_s": wall})

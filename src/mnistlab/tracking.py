@@ -144,11 +144,12 @@ def log_keras_model(model: Any, input_shape: tuple[int, ...], num_classes: int) 
     mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature, pip_requirements=requirements)
 
 
-def ui_command(uri: str) -> str:
-    """How to look at this store in the MLflow UI."""
+def where_to_look(uri: str, experiment_id: str, run_id: str) -> list[str]:
+    """How to see a run in the MLflow UI: a server's address, or the command and page for a local store."""
     if urlparse(uri).scheme in ("http", "https"):
-        return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri}"
+        return [f"open {uri} in a browser"]
+    return [f"mlflow ui --backend-store-uri {uri}",
+            f"then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"]
 
 
 def _git(cwd: str, *args: str) -> str | None:
