@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
 
@@ -101,3 +102,23 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     """stderr without TensorFlow's C++ start-up lines (printed before absl logging is set up)."""
     noise = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "E0000 ", "W0000 ")
     return [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith(noise)]
+
+
+SWEEP_EPOCHS = 2
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    store: str
+    proc: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory, mnist_dir) -> SweepResult:
+    """One real two-job sweep, ``python run.py -m ...`` as a user types it, for the tests that
+    only read its store (summary, ``mnistlab compare``, the MLflow server and UI)."""
+    store = f"sqlite:///{tmp_path_factory.mktemp('small_sweep') / 'mlflow.db'}"
+    proc = run_cli("-m", "model=mlp12,dense512", "data.limit=500", f"trainer.epochs={SWEEP_EPOCHS}",
+                   "tracking.log_model=false", store=store)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return SweepResult(store, proc)

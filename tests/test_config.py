@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from conftest import CONF_DIR, run_cli
+from conftest import CONF_DIR, ROOT, run_cli
 from mnistlab.config import validate
 from mnistlab.errors import ConfigError
 
@@ -59,7 +59,9 @@ def test_optimizer_options_reach_keras(compose_cfg):
 def test_every_yaml_key_is_commented():
     """Each option file explains itself: every key and every layer line carries a comment, or the
     line above it is one. (Text inside block scalars such as the --help header is not a key.)"""
-    for path in sorted(CONF_DIR.rglob("*.yaml")):
+    presets = sorted((ROOT / "experiments").glob("*.yaml"))  # conf/experiment links there
+    assert presets
+    for path in [*sorted(CONF_DIR.rglob("*.yaml")), *presets]:
         lines = path.read_text().splitlines()
         block_indent = None
         for i, line in enumerate(lines):
@@ -69,7 +71,7 @@ def test_every_yaml_key_is_commented():
             block_indent = indent if re.search(r":\s*[|>][-+]?\s*(#.*)?$", line) else None
             if re.match(r"\s*(- )?[\w.]+:|\s*- \{", line):
                 above = lines[i - 1].strip() if i else ""
-                assert "#" in line or above.startswith("#"), f"{path.relative_to(CONF_DIR)}:{i + 1}: {line.strip()!r}"
+                assert "#" in line or above.startswith("#"), f"{path.relative_to(ROOT)}:{i + 1}: {line.strip()!r}"
 
 
 @pytest.mark.parametrize("overrides,key,phrase", [
@@ -92,6 +94,8 @@ def test_every_yaml_key_is_commented():
     (["optimizer.name=adagrad"], "optimizer.name='adagrad'", "adam, sgd, rmsprop"),
     (["loss.name=hinge"], "loss.name='hinge'", "crossentropy, mse"),
     (["trainer.verbose=3"], "trainer.verbose=3", "auto, 0, 1, 2"),
+    (["trainer.threads=0"], "trainer.threads=0", "auto (cores / parallel jobs) or an integer >= 1"),
+    (["trainer.threads=many"], "trainer.threads='many'", "auto (cores / parallel jobs) or an integer >= 1"),
     (["data.verify=maybe"], "data.verify='maybe'", "true or false"),
     (["model.layers.6.activation=relu"], "model.layers.6=", "softmax"),
     (["model.layers=[]"], "model.layers=[]", "at least one layer"),
@@ -166,3 +170,22 @@ def test_layer_errors_name_the_layer(compose_cfg, tmp_path):
         with pytest.raises(ConfigError) as info:
             build_model("m", [layer], (28, 28, 1), 10)
         assert str(info.value).startswith(key) and phrase in str(info.value), str(info.value)
+
+
+def test_compare_models_preset_is_the_model_optimizer_grid(compose_cfg):
+    cfg = compose_cfg(["experiment=compare_models"])
+    grid = cfg.hydra.sweeper.params
+    assert grid.model.split(",") == ["dense", "cnn", "tiny_cnn"]
+    assert sorted(grid.optimizer.split(",")) == OPTIMIZERS
+    valid = validate(cfg)  # without -m: one valid run of the defaults, tagged
+    assert valid.tracking.tags.preset == "compare_models" and valid.model.name == "cnn"
+
+
+@pytest.mark.parametrize("threads,parallel,expected", [
+    ("auto", 1, lambda cores: cores), ("auto", 2, lambda cores: max(1, cores // 2)),
+    ("auto", 1000, lambda cores: 1), ("auto", -1, lambda cores: 1), (3, 4, lambda cores: 3),
+])
+def test_threads_share_the_cores_between_parallel_jobs(threads, parallel, expected):
+    from mnistlab.training import cpu_cores, resolve_threads
+
+    assert resolve_threads(threads, parallel) == expected(cpu_cores())

@@ -265,16 +265,3 @@ def test_default_experiment_reaches_98_5_percent(store):
     assert (run.data.params["model.name"], run.data.params["optimizer.name"]) == ("cnn", "adam")
     assert run.data.metrics["test_accuracy"] >= 0.985
     assert f"accuracy {run.data.metrics['test_accuracy']:.4f}" in proc.stdout
-
-
-def test_multirun_gives_one_finished_run_per_job(store):
-    proc = run_cli("-m", "model=mlp12,dense512", "data.limit=500", "trainer.epochs=1", "tracking.log_model=false",
-                   store=store)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    client = mlflow_client(store)
-    runs = client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["data.limit=500,model=dense512,trainer.epochs=1",
-                                                     "data.limit=500,model=mlp12,trainer.epochs=1"]
-    assert {r.info.status for r in runs} == {"FINISHED"}
-    sweep_dirs = {Path(r.data.tags["hydra.output_dir"]).parent for r in runs}
-    assert len(sweep_dirs) == 1 and sweep_dirs.pop().parent.name == "multiruns"

@@ -7,6 +7,7 @@ each as one line. Set HYDRA_FULL_ERROR=1 yourself to get Hydra's behaviour and f
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -18,16 +19,12 @@ from typing import Any
 from collections.abc import Callable, Iterator
 
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
-from mnistlab.errors import MnistlabError, one_line
+from mnistlab.errors import MnistlabError, Terminated, one_line
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so the run is ended (KILLED) instead of left RUNNING."""
 
 
 ONE_LINE_ERRORS = "MNISTLAB_ONE_LINE_ERRORS"  # set by entry(); inherited by launcher processes
@@ -48,50 +45,104 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
         exit_for(exc)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The ``mnistlab`` command: tools around the runs (training itself is ``python run.py``)."""
+    import argparse
+
+    from mnistlab import compare
+
+    parser = argparse.ArgumentParser(prog="mnistlab", description="Tools around mnistlab's MLflow runs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    compare_parser = commands.add_parser("compare", help="rank runs, print the table, write the figure",
+                                         description=compare.__doc__.replace("``", ""),
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_arguments(compare_parser)
+    compare_parser.set_defaults(handler=compare.compare)
+    args = parser.parse_args(argv)
+    return compare.run_command(args.handler, args)
+
+
 def task(cfg: DictConfig) -> float | None:
-    """The Hydra task: validate (fast, no TensorFlow), then train; returns the sweep objective."""
+    """The Hydra task: validate (fast, no TensorFlow), then train; returns the sweep objective.
+
+    In a sweep a failed job does not raise: its run is FAILED, one line goes to stderr, and the
+    sweep goes on (Hydra would stop at the first failure and skip the summary); the summary then
+    reports it and the sweep exits non-zero.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from mnistlab.sweep import Sweep
+
     hydra_cfg = HydraConfig.get()
     output_dir = hydra_cfg.runtime.output_dir
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    sweep = Sweep.load(hydra_cfg.sweep.dir) if in_sweep else None
+    job = int(hydra_cfg.job.num) if in_sweep else 0
+    run_name = hydra_cfg.job.override_dirname or "defaults"
     try:
         valid = validate(cfg)
-        run_name = valid.tracking.run_name or hydra_cfg.job.override_dirname or "defaults"
+        run_name = valid.tracking.run_name or run_name
         with _sigterm_as_interrupt():
             from mnistlab import runner  # TensorFlow and MLflow load here, after validation
 
-            result = runner.run(valid, output_dir=output_dir, run_name=run_name)
-    except (Exception, KeyboardInterrupt) as exc:
-        # single run: report here, or Hydra adds lines of its own; sweeps: Hydra records the failure
-        if os.environ.get(ONE_LINE_ERRORS) and hydra_cfg.mode == RunMode.RUN:
+            result = runner.run(valid, output_dir=output_dir, run_name=run_name, sweep=sweep, job=job,
+                                parallel_jobs=OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1)
+    except Exception as exc:
+        if sweep is not None:
+            return _job_failed(exc, sweep, job, run_name, output_dir)
+        if os.environ.get(ONE_LINE_ERRORS) and not in_sweep:
+            exit_for(exc, output_dir)  # else Hydra reports it, adding lines of its own
+        raise
+    except KeyboardInterrupt as exc:
+        if os.environ.get(ONE_LINE_ERRORS) and not in_sweep:
             exit_for(exc, output_dir)
         raise
     print(summary(result, valid), flush=True)
     return result.objective
 
 
+def _job_failed(exc: Exception, sweep: Any, job: int, run_name: str, output_dir: str) -> float:
+    """A failed job of a sweep: one line (or the traceback, with HYDRA_FULL_ERROR=1), a FAILED
+    child run even when it failed before training, and NaN as its objective."""
+    message, _ = describe(exc, output_dir)
+    if not os.environ.get(ONE_LINE_ERRORS):
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    print(f"error: job {job} ({run_name}): {message}", file=sys.stderr, flush=True)
+    try:
+        sweep.record_failed_job(job, run_name, message)
+    except Exception as store_exc:
+        print(f"error: job {job}: could not record the failure in MLflow: {one_line(store_exc)}",
+              file=sys.stderr, flush=True)
+    return math.nan
+
+
 def exit_for(exc: BaseException, output_dir: str | None = None) -> None:
     """Print ``exc`` as one line on stderr and exit with the code that says what happened."""
+    message, code = describe(exc, output_dir)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def describe(exc: BaseException, output_dir: str | None = None) -> tuple[str, int]:
+    """One line for ``exc`` and the exit code that says what happened; an unexpected exception's
+    traceback is saved to ``output_dir``."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(exc, Terminated):
-        message, code = "terminated (SIGTERM)", EXIT_TERMINATED
-    elif isinstance(exc, KeyboardInterrupt):
-        message, code = "interrupted", EXIT_INTERRUPTED
-    elif isinstance(exc, MnistlabError):
-        message, code = str(exc), exc.exit_code
-    elif isinstance(exc, (HydraException, OmegaConfBaseException)):
-        message, code = hydra_error_line(exc), EXIT_USAGE
-    elif isinstance(exc, yaml.YAMLError):  # a config file that is not valid YAML (names file and line)
-        message, code = "invalid YAML: " + one_line(exc), EXIT_USAGE
-    else:
-        saved = _save_traceback(exc, output_dir) if output_dir else None
-        hint = f"traceback in {saved}" if saved else "set HYDRA_FULL_ERROR=1 for the traceback"
-        message, code = f"{type(exc).__name__}: {one_line(exc)} ({hint})", EXIT_FAILED
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
+        return "terminated (SIGTERM)", EXIT_TERMINATED
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, MnistlabError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, (HydraException, OmegaConfBaseException)):
+        return hydra_error_line(exc), EXIT_USAGE
+    if isinstance(exc, yaml.YAMLError):  # a config file that is not valid YAML (names file and line)
+        return "invalid YAML: " + one_line(exc), EXIT_USAGE
+    saved = _save_traceback(exc, output_dir) if output_dir else None
+    hint = f"traceback in {saved}" if saved else "set HYDRA_FULL_ERROR=1 for the traceback"
+    return f"{type(exc).__name__}: {one_line(exc)} ({hint})", EXIT_FAILED
 
 
 def summary(result: Any, cfg: DictConfig) -> str:

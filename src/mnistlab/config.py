@@ -96,6 +96,7 @@ class TrainerConfig:
     verbose: Any = rule("auto", choices=VERBOSE_CHOICES)
     steps_per_execution: int = rule(1, ge=1)
     jit_compile: bool = False
+    threads: Any = "auto"  # "auto" or an integer >= 1, checked by _check_threads
 
 
 @dataclass
@@ -136,6 +137,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     typed.optimizer = _merge(OPTIMIZERS[opt_name], opt_raw, "optimizer.")
     _check_rules(typed, Config, "")
     _check_tracking(typed.tracking)
+    _check_threads(typed.trainer.threads)
     _check_layers(typed.model.layers)
     OmegaConf.set_readonly(typed, True)
     return typed
@@ -181,6 +183,11 @@ def _check_tracking(tracking: DictConfig) -> None:
         raise ConfigError("tracking.uri", "must not be empty (sqlite:///path/mlflow.db or http://host:port)", tracking.uri)
     if not tracking.experiment.strip():
         raise ConfigError("tracking.experiment", "must not be empty", tracking.experiment)
+
+
+def _check_threads(threads: Any) -> None:
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError("trainer.threads", "must be auto (cores / parallel jobs) or an integer >= 1", threads)
 
 
 def _check_layers(layers: List[Any]) -> None:

@@ -31,3 +31,7 @@ class DataError(MnistlabError):
 
 class TrackingError(MnistlabError):
     """The MLflow tracking store cannot be used."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that runs end KILLED instead of being left RUNNING."""

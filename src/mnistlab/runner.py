@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab import data as data_lib
 from mnistlab import tracking
 from mnistlab.config import LOSSES
+from mnistlab.sweep import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,14 @@ class RunResult:
         return self.metrics.get("val_accuracy")
 
 
-def run(cfg: DictConfig, output_dir: str, run_name: str) -> RunResult:
-    """Train and evaluate ``cfg`` (already validated) and record everything in one MLflow run."""
+def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int = 1,
+        sweep: Sweep | None = None, job: int = 0) -> RunResult:
+    """Train and evaluate ``cfg`` (already validated) and record everything in one MLflow run.
+
+    ``parallel_jobs``: how many runs share this machine's cores at once (joblib's n_jobs; sizes
+    TensorFlow's threads when ``trainer.threads`` is auto);
+    ``sweep``: the multirun this is job number ``job`` of (the run is nested under its parent).
+    """
     started = time.perf_counter()
     raw = data_lib.load_mnist(cfg.data.dir, verify=cfg.data.verify)
     data = data_lib.prepare(raw, cfg.data.val_split, cfg.data.limit, encoding=LOSSES[cfg.loss.name][1])
@@ -44,6 +51,8 @@ def run(cfg: DictConfig, output_dir: str, run_name: str) -> RunResult:
              data.source, len(data.x_train), len(data.x_val), len(data.x_test))
     from mnistlab import models, plots, training  # TensorFlow starts here: after the data is known good
 
+    threads = training.resolve_threads(cfg.trainer.threads, parallel_jobs)
+    training.set_threads(threads)  # before the first TensorFlow op
     training.seed_everything(cfg.seed)
     model = models.build_model(cfg.model.name, cfg.model.layers, data.input_shape, data_lib.NUM_CLASSES)
     training.compile_model(model, cfg.optimizer, cfg.loss.name, cfg.trainer)
@@ -51,11 +60,15 @@ def run(cfg: DictConfig, output_dir: str, run_name: str) -> RunResult:
     experiment_id = tracking.open_experiment(cfg.tracking.uri, cfg.tracking.experiment)
 
     tags = {**tracking.environment_tags(cfg.root_dir, output_dir), **cfg.tracking.tags}
+    if sweep is not None:
+        nested = (sweep.tracking_uri, sweep.experiment_id) == (cfg.tracking.uri, experiment_id)
+        tags.update(sweep.child_tags(job, nested=nested))
     with tracking.active_run(experiment_id, run_name, tags) as active:
         run_id = active.info.run_id
         log.info("MLflow run %s (%s) in experiment %r", run_id, run_name, cfg.tracking.experiment)
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        mlflow.log_params({**tracking.flatten(resolved), "num_params": str(num_params)})
+        mlflow.log_params({**tracking.flatten(resolved), "num_params": str(num_params),
+                           "trainer.threads_used": str(threads)})
         mlflow.log_metric("num_params", num_params)  # also a metric: charts plot accuracy against size
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_text(models.summary_text(model), "model_summary.txt")

@@ -108,10 +108,8 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 
 
 def environment_tags(root_dir: str, output_dir: str) -> dict[str, str]:
-    """What is needed to know where a run came from and to repeat it."""
-    import keras
-    import tensorflow as tf
-
+    """What is needed to know where a run came from and to repeat it (no TensorFlow import:
+    a sweep's launcher process records the same without loading it)."""
     commit = _git(root_dir, "rev-parse", "HEAD")
     dirty = _git(root_dir, "status", "--porcelain", "--untracked-files=no")
     return {
@@ -119,9 +117,9 @@ def environment_tags(root_dir: str, output_dir: str) -> dict[str, str]:
         "git.dirty": "unknown" if commit is None else str(bool(dirty)).lower(),
         "hostname": socket.gethostname(),
         "version.python": platform.python_version(),
-        "version.tensorflow": tf.__version__,
-        "version.keras": keras.__version__,
-        "version.mlflow": mlflow.__version__,
+        "version.tensorflow": _version("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly"),
+        "version.keras": _version("keras"),
+        "version.mlflow": _version("mlflow"),
         "version.mnistlab": mnistlab.__version__,
         "hydra.output_dir": output_dir,
     }
@@ -150,6 +148,59 @@ def where_to_look(uri: str, experiment_id: str, run_id: str) -> list[str]:
         return [f"open {uri} in a browser"]
     return [f"mlflow ui --backend-store-uri {uri}",
             f"then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"]
+
+
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+def start_detached_run(experiment_id: str, run_name: str, tags: Mapping[str, str],
+                       params: Mapping[str, str] = {}) -> str:
+    """A run outside the fluent API's active-run stack (a sweep's parent stays open while the
+    jobs, possibly in this same process, start and end their own runs)."""
+    mlflow_client = MlflowClient()
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    if params:
+        from mlflow.entities import Param
+
+        mlflow_client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    return run.info.run_id
+
+
+def end_detached_run(mlflow_client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
+    if reason:
+        mlflow_client.set_tag(run_id, "failure_reason", reason)
+    mlflow_client.set_terminated(run_id, status)
+
+
+def record_failed_run(mlflow_client: MlflowClient, experiment_id: str, run_name: str,
+                      tags: Mapping[str, str]) -> str:
+    """A FAILED run for a job that failed before training (tags say why)."""
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    mlflow_client.set_terminated(run.info.run_id, "FAILED")
+    return run.info.run_id
+
+
+def end_children(mlflow_client: MlflowClient, sweep: Any, status: str, reason: str) -> int:
+    """End the sweep's children still RUNNING (their process is gone); returns how many children."""
+    children = mlflow_client.search_runs([sweep.experiment_id], f"tags.sweep_id = '{sweep.sweep_id}'")
+    children = [run for run in children if run.info.run_id != sweep.parent_run_id]
+    for run in children:
+        if run.info.status == "RUNNING":
+            end_detached_run(mlflow_client, run.info.run_id, status, reason)
+    return len(children)
+
+
+def _version(*distributions: str) -> str:
+    """The installed version of the first of these distributions (names of one package)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in distributions:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "not installed"
 
 
 def _git(cwd: str, *args: str) -> str | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,6 +15,9 @@ import numpy as np
 
 from mnistlab.config import LOSSES
 from mnistlab.data import Dataset
+from mnistlab.errors import MnistlabError
+
+log = logging.getLogger(__name__)
 
 EpochReport = Callable[[int, dict[str, float]], None]
 KERAS_OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
@@ -24,9 +30,51 @@ class TrainResult:
     train_time_s: float = 0.0
 
 
+class TrainingDiverged(MnistlabError):
+    """The loss became NaN or infinite: the run stops at once instead of training on garbage."""
+
+
 def seed_everything(seed: int) -> None:
-    """Python, NumPy and TensorFlow generators: weights, shuffling and dropout repeat exactly."""
+    """A clean Keras state (a parallel launcher may reuse this process for the next job), then
+    Python, NumPy and TensorFlow generators: weights, shuffling and dropout repeat exactly."""
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+
+
+def cpu_cores() -> int:
+    """Cores this process may use (its CPU affinity, e.g. a container's or SLURM's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_threads(threads: str | int, parallel_jobs: int) -> int:
+    """``auto``: the cores shared out between the jobs that run at once, at least one each.
+    ``parallel_jobs`` counts as joblib's n_jobs does: -1 is one job per core, -2 all but one."""
+    if threads != "auto":
+        return int(threads)
+    cores = cpu_cores()
+    jobs = parallel_jobs if parallel_jobs > 0 else cores + 1 + parallel_jobs
+    return max(1, cores // max(1, jobs))
+
+
+def set_threads(threads: int) -> None:
+    """TensorFlow's thread pools; possible only before the first op of the process runs.
+
+    A launcher that reuses its worker processes (joblib) brings the next job here after
+    TensorFlow started: the pools are then already sized for this sweep and stay as they are.
+    """
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        log.warning("TensorFlow already started in this process; its thread pools keep their size "
+                    "(%d threads)", tf.config.threading.get_intra_op_parallelism_threads())
 
 
 def make_optimizer(opt: Mapping) -> keras.optimizers.Optimizer:
@@ -48,7 +96,7 @@ def fit(model: keras.Model, data: Dataset, epochs: int, batch_size: int, verbose
     reporter = _EpochReporter(on_epoch_end, result.history)
     start = time.perf_counter()
     model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
-              validation_data=validation, verbose=keras_verbosity(verbose), callbacks=[reporter])
+              validation_data=validation, verbose=keras_verbosity(verbose), callbacks=[_StopOnNaN(), reporter])
     result.train_time_s = time.perf_counter() - start
     return result
 
@@ -91,3 +139,28 @@ class _EpochReporter(keras.callbacks.Callback):
         for name, value in metrics.items():
             self._history.setdefault(name, []).append(value)
         self._report(epoch, metrics)
+
+
+class _StopOnNaN(keras.callbacks.Callback):
+    """Keras's TerminateOnNaN, except that it raises: a diverged run is FAILED, not FINISHED.
+
+    ``async_safe``: Keras checks each batch's loss in a helper thread instead of waiting for it
+    between steps; the error then surfaces in the training loop at the next batch.
+    """
+
+    async_safe = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            raise TrainingDiverged(f"training diverged: loss is {float(loss)} at epoch {self._epoch + 1}, "
+                                   f"batch {batch + 1}; try a lower optimizer.lr (it is {lr:g})")
