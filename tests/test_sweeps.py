@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -155,6 +156,18 @@ def test_parallel_sweep_of_the_preset_into_a_fresh_store(tmp_path):
     assert [row["run_id"] for row in summary_csv(store, parent)] == [c.info.run_id for c in ranked(children)]
 
 
+def test_processes_opening_a_fresh_store_at_once_all_get_it(tmp_path):
+    """Four processes create the same new mlflow.db at the same moment (parallel sweeps, jobs of a
+    sweep whose store was removed): without a lock, MLflow's table creation breaks most of them."""
+    opener = "import sys; from mnistlab import tracking; print(tracking.open_experiment(sys.argv[1], 'mnistlab'))"
+    for attempt in range(2):
+        store = f"sqlite:///{tmp_path / str(attempt) / 'mlflow.db'}"
+        procs = [subprocess.Popen([sys.executable, "-c", opener, store], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+        assert [(code, out.strip()) for code, out, _ in results] == [(0, "1")] * 4, [err[-500:] for *_, err in results]
+
+
 def test_a_config_error_shared_by_every_job_stops_the_sweep_before_it_starts(store):
     proc = run_cli("-m", "model=mlp12,dense512", "trainer.epochs=0", store=store)
     assert proc.returncode == 2
@@ -171,30 +184,39 @@ def test_a_sweep_hydra_refuses_leaves_no_parent_run(store):
     assert client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id]) == []
 
 
-def test_interrupted_sweep_ends_parent_and_running_child_killed(store):
-    proc = subprocess.Popen([sys.executable, str(RUN_PY), "-m", "model=dense512", "seed=1,2", "data.limit=2000",
-                             "trainer.epochs=200", "tracking.log_model=false"],
-                            cwd=ROOT, env=cli_env(store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
+                         ids=["basic", "joblib"])
+def test_ctrl_c_ends_the_sweep_parent_and_running_children_killed(store, launcher):
+    """Ctrl-C in a terminal reaches the whole process group: the sweep process and its workers."""
+    proc = subprocess.Popen([sys.executable, str(RUN_PY), "-m", "model=dense512", "seed=1,2,3", "data.limit=2000",
+                             "trainer.epochs=200", "tracking.log_model=false", *launcher],
+                            cwd=ROOT, env=cli_env(store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        client = mlflow_client(store)
+        multiruns = Path(cli_env(store)["MNISTLAB_ROOT"]) / "outputs" / "multiruns"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until the first job has logged an epoch
+        while time.monotonic() < deadline:  # until a job has logged an epoch
             time.sleep(1)
-            if Path(store[len("sqlite:///"):]).exists() and client.get_experiment_by_name("mnistlab"):
-                exp_id = client.get_experiment_by_name("mnistlab").experiment_id
-                if client.search_runs([exp_id], "metrics.val_accuracy > 0"):
-                    break
-        proc.send_signal(signal.SIGINT)
+            if not list(multiruns.glob("*/sweep.json")):  # the sweep has not created the store yet; a client
+                continue                                     # would race it creating the tables
+            client = mlflow_client(store)
+            experiment_id = client.get_experiment_by_name("mnistlab").experiment_id
+            if client.search_runs([experiment_id], "metrics.val_accuracy > 0"):
+                break
+        os.killpg(proc.pid, signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 130, stderr[-2000:]
+    assert "error: interrupted" in stderr
     parent, children = sweep_runs(store)
     assert parent.info.status == "KILLED" and "stopped before all its jobs ended" in parent.data.tags["failure_reason"]
-    assert [c.info.status for c in children] == ["KILLED"]  # job 1 never started
-    assert summary_csv(store, parent)[0]["status"] == "KILLED"
+    assert len(children) == (2 if launcher else 1)  # the jobs that had started; none is left RUNNING
+    assert {c.info.status for c in children} == {"KILLED"}
+    assert any(client.get_metric_history(c.info.run_id, "val_accuracy") for c in children)  # epochs kept
+    assert [row["status"] for row in summary_csv(store, parent)] == ["KILLED"] * len(children)
 
 
 def test_compare_command_ranks_what_the_store_holds(small_sweep, tmp_path):
@@ -211,7 +233,8 @@ def test_compare_command_ranks_what_the_store_holds(small_sweep, tmp_path):
         assert row[4] == f"{child.data.metrics['test_accuracy']:.4f}"
         assert row[5] == f"{child.data.metrics['test_loss']:.4f}"
     assert f"wrote {out}/" in proc.stdout
-    assert (out / "comparison.png").read_bytes().startswith(b"\x89PNG")
+    for png in ("test_accuracy.png", "val_accuracy.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
     assert [r["run_id"] for r in csv.DictReader((out / "runs.csv").open())] == [c.info.run_id for c in expected]
 
     # python -m mnistlab.compare, filtered by a params filter: one run; the parent never shows up

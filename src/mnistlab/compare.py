@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MLflow search filter, e.g. \"params.model.name = 'cnn'\"")
     parser.add_argument("--max-runs", type=int, default=1000, help="read at most this many runs (default: 1000)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for comparison.png, runs.csv, runs.md (default: outputs/compare/<time>)")
+                        help="folder for runs.csv, runs.md, test_accuracy.png, val_accuracy.png "
+                             "(default: outputs/compare/<time>)")
 
 
 def compare(args: argparse.Namespace) -> int:

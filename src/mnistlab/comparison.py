@@ -145,19 +145,23 @@ class Report:
                   if row.failure_reason]
         return "\n".join([*self._notes(), *lines])
 
-    def figure(self):
+    def figure(self, panels: str = "both"):
+        """Bars of test accuracy and overlaid validation curves (``panels``: both, bars, curves)."""
         from mnistlab import plots
 
         names = short_names(self.rows)
         labels = [names[row.run_id] for row in self.rows]
-        return plots.comparison_figure(self.rows, labels, self.curves, "\n".join([self.title, *self._notes()]))
+        return plots.comparison_figure(self.rows, labels, self.curves, "\n".join([self.title, *self._notes()]),
+                                       panels=panels)
 
     def write_to(self, folder: Path) -> list[Path]:
+        """The table (CSV, Markdown) and one PNG per panel, each readable on its own."""
         folder.mkdir(parents=True, exist_ok=True)
-        written = [folder / "runs.csv", folder / "runs.md", folder / "comparison.png"]
+        written = [folder / "runs.csv", folder / "runs.md", folder / "test_accuracy.png", folder / "val_accuracy.png"]
         written[0].write_text(self.csv())
         written[1].write_text(self.markdown())
-        self.figure().savefig(written[2], dpi=100)
+        self.figure("bars").savefig(written[2], dpi=100)
+        self.figure("curves").savefig(written[3], dpi=100)
         return written
 
     def log_to(self, client: MlflowClient, run_id: str) -> None:

@@ -47,39 +47,52 @@ def confusion_figure(counts: np.ndarray, title: str) -> Figure:
 
 
 def comparison_figure(rows: Sequence[Any], labels: Sequence[str], curves: Mapping[str, Sequence[float]],
-                      title: str) -> Figure:
+                      title: str, panels: str = "both") -> Figure:
     """Test accuracy per run as bars (ranked, best on top; runs without a score marked as such)
-    and every run's validation accuracy per epoch, overlaid; ``labels`` name the rows."""
+    and every run's validation accuracy per epoch, overlaid; ``labels`` name the rows.
+    ``panels``: ``both`` side by side, or only ``bars`` or ``curves``."""
     height = max(4.0, 0.32 * len(rows) + 1.5)
-    fig = Figure(figsize=(14, height), layout="constrained")
+    fig = Figure(figsize=(14 if panels == "both" else 8, height), layout="constrained")
     fig.suptitle(title, fontsize=10, wrap=True)
-    bars, lines = fig.subplots(1, 2, width_ratios=[1.2, 1])
-    colours = {row.run_id: f"C{i % 10}" for i, row in enumerate(rows)}
+    colours = [f"C{i % 10}" for i in range(len(rows))]  # one colour per run in both panels
+    if panels == "both":
+        bars, lines = fig.subplots(1, 2, width_ratios=[1.2, 1])
+    else:
+        bars = lines = fig.subplots()
+    if panels in ("both", "bars"):
+        _accuracy_bars(bars, rows, labels, colours)
+    if panels in ("both", "curves"):
+        _validation_curves(lines, rows, labels, curves, colours)
+    return fig
+
+
+def _accuracy_bars(ax: Any, rows: Sequence[Any], labels: Sequence[str], colours: Sequence[str]) -> None:
     positions = np.arange(len(rows))[::-1]  # rank 1 at the top
     scores = [row.test_accuracy if row.scored else 0.0 for row in rows]
-    bars.barh(positions, scores, color=[colours[row.run_id] for row in rows])
-    bars.set_yticks(positions, [_short(label) for label in labels], fontsize=8)
+    ax.barh(positions, scores, color=colours)
+    ax.set_yticks(positions, [_short(label) for label in labels], fontsize=8)
     scored = [s for s, row in zip(scores, rows, strict=True) if row.scored]
-    low = min(scored) if scored else 0.0
-    bars.set_xlim(max(0.0, low - (1 - low) * 0.5 - 0.005) if scored else 0.0, 1.0)
+    low = min(scored) if scored else 0.0  # zoom in on the differences, leaving room below the worst
+    ax.set_xlim(max(0.0, low - (1 - low) * 0.5 - 0.005) if scored else 0.0, 1.0)
     for y, score, row in zip(positions, scores, rows, strict=True):
         label = f"{score:.2%}" if row.scored else row.status
-        bars.text(bars.get_xlim()[0] if not row.scored else score, y, f" {label}", va="center", fontsize=8)
-    bars.set(xlabel="test accuracy", title="test accuracy (ranked)")
-    bars.grid(axis="x", alpha=0.3)
+        ax.text(score if row.scored else ax.get_xlim()[0], y, f" {label}", va="center", fontsize=8)
+    ax.set(xlabel="test accuracy", title="test accuracy (ranked)")
+    ax.grid(axis="x", alpha=0.3)
 
-    for row, label in zip(rows, labels, strict=True):
+
+def _validation_curves(ax: Any, rows: Sequence[Any], labels: Sequence[str], curves: Mapping[str, Sequence[float]],
+                       colours: Sequence[str]) -> None:
+    for row, label, colour in zip(rows, labels, colours, strict=True):
         values = curves.get(row.run_id)
         if values:
             style = "-o" if row.scored else "--x"
-            lines.plot(range(1, len(values) + 1), values, style, color=colours[row.run_id], markersize=3,
-                       label=_short(label))
-    lines.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy per epoch")
-    lines.xaxis.get_major_locator().set_params(integer=True)
-    lines.grid(alpha=0.3)
+            ax.plot(range(1, len(values) + 1), values, style, color=colour, markersize=3, label=_short(label))
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy per epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
     if curves and len(rows) <= 20:
-        lines.legend(fontsize=7)
-    return fig
+        ax.legend(fontsize=7)
 
 
 def _short(name: str, limit: int = 60) -> str:

@@ -91,7 +91,7 @@ class SweepTracker(Callback):
         try:
             valid = validate(config)  # an error every job would hit stops the sweep before it starts
             experiment_id = tracking.open_experiment(valid.tracking.uri, valid.tracking.experiment)
-        except MnistlabError as exc:
+        except Exception as exc:  # Hydra would make it a warning and run the jobs without a parent
             exit_for(exc)
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         overrides = sweep_overrides(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import socket
 import subprocess
@@ -15,6 +16,11 @@ from urllib.parse import unquote, urlparse
 
 import mlflow
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locking (a fresh store is then best created before parallel work)
+    fcntl = None
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -40,8 +46,8 @@ def open_experiment(uri: str, name: str) -> str:
     database file; MLflow's own default would be ./mlruns of whatever the current directory is.
     """
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient()
     try:
+        client = _open_store(uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             db = sqlite_path(uri)
@@ -52,13 +58,29 @@ def open_experiment(uri: str, name: str) -> str:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it first
                     raise
                 experiment = client.get_experiment_by_name(name)
-    except MlflowException as exc:
+    except Exception as exc:  # MLflow's own errors and the database driver's
         raise TrackingError(f"tracking.uri={uri!r}: cannot open the MLflow store ({one_line(exc)})") from None
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(f"tracking.experiment={name!r} is deleted in {uri}; restore it with "
                             f"`mlflow experiments restore --experiment-id {experiment.experiment_id}` "
                             "or choose another name")
     return experiment.experiment_id
+
+
+def _open_store(uri: str) -> MlflowClient:
+    """A client whose store is ready. Opening a fresh sqlite store creates its tables, and two
+    processes doing that at once break each other in many ways (duplicate columns, migration
+    mismatches); holding a lock on the database's folder makes one create and the others wait."""
+    db = sqlite_path(uri)
+    if db is None or fcntl is None:
+        return MlflowClient()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(db.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        return MlflowClient()  # MLflow 3.17 opens the store (and creates the tables) right here
+    finally:
+        os.close(folder)  # closing releases the lock
 
 
 @contextmanager
