@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
 from mnistlab.errors import MnistlabError, Terminated, one_line
+from mnistlab.sweep import Sweep
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
@@ -72,8 +73,6 @@ def task(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from mnistlab.sweep import Sweep
-
     hydra_cfg = HydraConfig.get()
     output_dir = hydra_cfg.runtime.output_dir
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
@@ -88,21 +87,17 @@ def task(cfg: DictConfig) -> float | None:
 
             result = runner.run(valid, output_dir=output_dir, run_name=run_name, sweep=sweep, job=job,
                                 parallel_jobs=OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1)
-    except Exception as exc:
-        if sweep is not None:
+    except (Exception, KeyboardInterrupt) as exc:
+        if sweep is not None and isinstance(exc, Exception):  # Ctrl-C stops the sweep, an error only the job
             return _job_failed(exc, sweep, job, run_name, output_dir)
         if os.environ.get(ONE_LINE_ERRORS) and not in_sweep:
             exit_for(exc, output_dir)  # else Hydra reports it, adding lines of its own
-        raise
-    except KeyboardInterrupt as exc:
-        if os.environ.get(ONE_LINE_ERRORS) and not in_sweep:
-            exit_for(exc, output_dir)
         raise
     print(summary(result, valid), flush=True)
     return result.objective
 
 
-def _job_failed(exc: Exception, sweep: Any, job: int, run_name: str, output_dir: str) -> float:
+def _job_failed(exc: Exception, sweep: Sweep, job: int, run_name: str, output_dir: str) -> float:
     """A failed job of a sweep: one line (or the traceback, with HYDRA_FULL_ERROR=1), a FAILED
     child run even when it failed before training, and NaN as its objective."""
     message, _ = describe(exc, output_dir)

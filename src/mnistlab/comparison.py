@@ -87,7 +87,7 @@ def find_runs(client: MlflowClient, experiment_ids: Sequence[str], filter_string
 
 
 def sweep_rows(client: MlflowClient, sweep: Sweep) -> list[RunRow]:
-    return find_runs(client, [sweep.experiment_id], f"tags.sweep_id = '{sweep.sweep_id}'")
+    return find_runs(client, [sweep.experiment_id], sweep.runs_filter)
 
 
 def val_curves(client: MlflowClient, rows: Sequence[RunRow]) -> dict[str, list[float]]:

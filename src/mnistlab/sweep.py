@@ -56,6 +56,11 @@ class Sweep:
         path = Path(sweep_dir) / SWEEP_FILE
         return cls(**json.loads(path.read_text())) if path.is_file() else None
 
+    @property
+    def runs_filter(self) -> str:
+        """MLflow filter for the sweep's runs: its children and its parent."""
+        return f"tags.sweep_id = '{self.sweep_id}'"
+
     def child_tags(self, job: int, nested: bool = True) -> dict[str, str]:
         """``nested``: the child is in the parent's store and experiment (else only tagged)."""
         tags = {"sweep_id": self.sweep_id, "sweep.job": str(job)}
@@ -69,11 +74,22 @@ class Sweep:
         from mnistlab import tracking
 
         client = tracking.client(self.tracking_uri)
-        if client.search_runs([self.experiment_id], f"tags.sweep_id = '{self.sweep_id}' "
-                              f"and tags.`sweep.job` = '{job}'", max_results=1):
+        if client.search_runs([self.experiment_id], f"{self.runs_filter} and tags.`sweep.job` = '{job}'",
+                              max_results=1):
             return  # the run started and already ended FAILED with its reason
         tracking.record_failed_run(client, self.experiment_id, run_name,
                                    {**self.child_tags(job), "failure_reason": reason})
+
+    def end_running_children(self, client: Any, status: str, reason: str) -> int:
+        """End the children still RUNNING (their process is gone); returns how many children there are."""
+        from mnistlab import tracking
+
+        children = [run for run in client.search_runs([self.experiment_id], self.runs_filter)
+                    if run.info.run_id != self.parent_run_id]
+        for run in children:
+            if run.info.status == "RUNNING":
+                tracking.end_detached_run(client, run.info.run_id, status, reason)
+        return len(children)
 
 
 class SweepTracker(Callback):
@@ -175,7 +191,7 @@ class SweepTracker(Callback):
 
         try:
             client = tracking.client(self._sweep.tracking_uri)
-            if not tracking.end_children(client, self._sweep, "KILLED", "the sweep ended before this job"):
+            if not self._sweep.end_running_children(client, "KILLED", "the sweep ended before this job"):
                 client.delete_run(self._sweep.parent_run_id)
                 self._ended = True
                 return

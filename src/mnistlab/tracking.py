@@ -203,16 +203,6 @@ def record_failed_run(mlflow_client: MlflowClient, experiment_id: str, run_name:
     return run.info.run_id
 
 
-def end_children(mlflow_client: MlflowClient, sweep: Any, status: str, reason: str) -> int:
-    """End the sweep's children still RUNNING (their process is gone); returns how many children."""
-    children = mlflow_client.search_runs([sweep.experiment_id], f"tags.sweep_id = '{sweep.sweep_id}'")
-    children = [run for run in children if run.info.run_id != sweep.parent_run_id]
-    for run in children:
-        if run.info.status == "RUNNING":
-            end_detached_run(mlflow_client, run.info.run_id, status, reason)
-    return len(children)
-
-
 def _version(*distributions: str) -> str:
     """The installed version of the first of these distributions (names of one package)."""
     from importlib.metadata import PackageNotFoundError, version
