@@ -26,10 +26,14 @@ class BadFilter(MnistlabError):
     exit_code = 2
 
 
+def project_root() -> Path:
+    """As run.py has it: $MNISTLAB_ROOT, else the current folder."""
+    return Path(os.environ.get("MNISTLAB_ROOT", ".")).resolve()
+
+
 def default_uri() -> str:
-    """As run.py has it: $MLFLOW_TRACKING_URI, else mlflow.db in the project root ($MNISTLAB_ROOT or here)."""
-    root = Path(os.environ.get("MNISTLAB_ROOT", ".")).resolve()
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    """As run.py has it: $MLFLOW_TRACKING_URI, else mlflow.db in the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +53,7 @@ def compare(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
     from mnistlab import comparison, tracking
+    from mnistlab.sweep import runs_filter
 
     uri = args.uri or default_uri()
     db = tracking.sqlite_path(uri)
@@ -66,7 +71,7 @@ def compare(args: argparse.Namespace) -> int:
         filters = [args.filter.strip()] if args.filter.strip() else []
         sweep_id = _sweep_id(client, ids, args.sweep) if args.sweep else None
         if sweep_id:
-            filters.append(f"tags.sweep_id = '{sweep_id}'")
+            filters.append(runs_filter(sweep_id))
         filter_string = " and ".join(filters)
         rows = comparison.find_runs(client, ids, filter_string, max_results=args.max_runs)
         if not rows:
@@ -81,8 +86,7 @@ def compare(args: argparse.Namespace) -> int:
     print(f"{len(rows)} runs in experiment {args.experiment!r}"
           + (f" matching {filter_string!r}" if filter_string else "") + ", ranked by test accuracy")
     print(report.text())
-    root = Path(os.environ.get("MNISTLAB_ROOT", ".")).resolve()
-    out = args.out or root / "outputs" / "compare" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    out = args.out or project_root() / "outputs" / "compare" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
     written = report.write_to(out)
     print(f"wrote {out}/ ({', '.join(path.name for path in written)})")
     return 0

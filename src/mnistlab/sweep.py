@@ -38,6 +38,11 @@ class SweepFailed(MnistlabError):
     """Some jobs of the sweep did not finish; the others did, and the summary says which."""
 
 
+def runs_filter(sweep_id: str) -> str:
+    """MLflow filter for a sweep's runs: its children and its parent."""
+    return f"tags.sweep_id = '{sweep_id}'"
+
+
 @dataclass(frozen=True)
 class Sweep:
     """What a job needs to nest its run under the sweep's parent run."""
@@ -58,8 +63,7 @@ class Sweep:
 
     @property
     def runs_filter(self) -> str:
-        """MLflow filter for the sweep's runs: its children and its parent."""
-        return f"tags.sweep_id = '{self.sweep_id}'"
+        return runs_filter(self.sweep_id)
 
     def child_tags(self, job: int, nested: bool = True) -> dict[str, str]:
         """``nested``: the child is in the parent's store and experiment (else only tagged)."""
@@ -110,8 +114,9 @@ class SweepTracker(Callback):
         except Exception as exc:  # Hydra would make it a warning and run the jobs without a parent
             exit_for(exc)
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-        overrides = sweep_overrides(config)
-        swept = [key for key, value in overrides.items() if _is_sweep(value)]
+        parsed = sweep_overrides(config)
+        overrides = {key: o.input_line.split("=", 1)[1] for key, o in parsed.items()}  # as typed
+        swept = [key for key, o in parsed.items() if o.is_sweep_override()]
         sweep_dir = Path(config.hydra.sweep.dir)
         tags = {
             **tracking.environment_tags(valid.root_dir, str(sweep_dir)),
@@ -171,7 +176,7 @@ class SweepTracker(Callback):
             for line in tracking.where_to_look(self._sweep.tracking_uri, self._sweep.experiment_id,
                                                self._sweep.parent_run_id):
                 print(f"  {line}")
-            print(f"  runs of this sweep: filter tags.sweep_id = '{self._sweep.sweep_id}'", flush=True)
+            print(f"  runs of this sweep: filter {self._sweep.runs_filter}", flush=True)
         return rows
 
     def _end(self, status: str, reason: str | None = None) -> None:
@@ -201,27 +206,15 @@ class SweepTracker(Callback):
             log.warning("could not end the sweep's parent run %s: %s", self._sweep.parent_run_id, one_line(exc))
 
 
-def sweep_overrides(config: DictConfig) -> dict[str, str]:
-    """The sweep's command-line overrides and ``hydra.sweeper.params`` (e.g. from a preset), as text."""
+def sweep_overrides(config: DictConfig) -> dict[str, Any]:
+    """The sweep's ``hydra.sweeper.params`` (e.g. from a preset) and command-line overrides, parsed
+    as Hydra's basic sweeper parses them, by key (the command line wins)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    found: dict[str, str] = {}
     params = OmegaConf.select(config, "hydra.sweeper.params")
-    for key, value in (OmegaConf.to_container(params) if params is not None else {}).items():
-        found[str(key)] = str(value)
-    task = OmegaConf.to_container(config.hydra.overrides.task)
-    for override in OverridesParser.create().parse_overrides(task):
-        found[override.key_or_group] = override.input_line.split("=", 1)[1]
-    return found
-
-
-def _is_sweep(value: str) -> bool:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        return OverridesParser.create().parse_override(f"k={value}").is_sweep_override()
-    except Exception:
-        return False
+    lines = [f"{key}={value}" for key, value in (OmegaConf.to_container(params) if params is not None else {}).items()]
+    lines += OmegaConf.to_container(config.hydra.overrides.task)
+    return {o.key_or_group: o for o in OverridesParser.create().parse_overrides(lines)}
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
