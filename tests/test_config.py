@@ -19,7 +19,9 @@ LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
 
 #: parameter counts of the published architectures (issue 2)
 PARAMS = {"dense": 669_706, "cnn": 1_394_122, "tiny_cnn": 9_940, "dense512": 407_050, "cnn32": 693_962,
-          "mlp12": 9_862}
+          "mlp12": 9_862,
+          # and the batch-normalised ones of the best_* presets (issue 4)
+          "tiny_cnn_bn": 9_362, "cnn_bn": 225_706, "dense_bn": 672_778}
 
 
 def test_every_option_of_the_issue_exists():
@@ -36,7 +38,7 @@ def test_every_combination_composes_validates_and_builds(compose_cfg, model, opt
     cfg = validate(compose_cfg([f"model={model}", f"optimizer={optimizer}", f"loss={loss}"]))
     assert (cfg.model.name, cfg.optimizer.name, cfg.loss.name) == (model, optimizer, loss)
     net = build_model(cfg.model.name, cfg.model.layers, (28, 28, 1), 10)
-    compile_model(net, cfg.optimizer, cfg.loss.name, cfg.trainer)
+    compile_model(net, cfg.optimizer, cfg.loss, cfg.trainer)
     assert net.count_params() == PARAMS[model]
     assert net.output_shape == (None, 10)
     assert net.layers[-1].activation.__name__ == "softmax"
@@ -59,7 +61,7 @@ def test_optimizer_options_reach_keras(compose_cfg):
 def test_every_yaml_key_is_commented():
     """Each option file explains itself: every key and every layer line carries a comment, or the
     line above it is one. (Text inside block scalars such as the --help header is not a key.)"""
-    presets = sorted((ROOT / "experiments").glob("*.yaml"))  # conf/experiment links there
+    presets = sorted((ROOT / "experiments").rglob("*.yaml"))  # conf/experiment and conf/sweep link there
     assert presets
     for path in [*sorted(CONF_DIR.rglob("*.yaml")), *presets]:
         lines = path.read_text().splitlines()
@@ -100,6 +102,20 @@ def test_every_yaml_key_is_commented():
     (["model.layers.6.activation=relu"], "model.layers.6=", "softmax"),
     (["model.layers=[]"], "model.layers=[]", "at least one layer"),
     (["tracking.experiment=' '"], "tracking.experiment=' '", "must not be empty"),
+    (["scheduler.name=linear"], "scheduler.name='linear'", "constant, step, exponential, cosine, onecycle"),
+    (["scheduler=cosine", "scheduler.warmup_epochs=5"], "scheduler.warmup_epochs=5", "must be < trainer.epochs (5)"),
+    (["scheduler=onecycle", "scheduler.pct_start=1"], "scheduler.pct_start=1.0", "must be in (0, 1)"),
+    (["scheduler=step", "scheduler.factor=0"], "scheduler.factor=0.0", "must be in (0, 1)"),
+    (["loss=mse", "+loss.label_smoothing=0.1"], "loss.label_smoothing=0.1", "crossentropy only"),
+    (["loss.label_smoothing=1"], "loss.label_smoothing=1.0", "must be in [0, 1)"),
+    (["data.augment.rotation=-5"], "data.augment.rotation=-5.0", "must be in [0, 180)"),
+    (["data.augment.shift=2"], "data.augment.shift=2.0", "must be in [0, 1)"),
+    (["trainer.precision=float16"], "trainer.precision='float16'", "float32, mixed_bfloat16, auto"),
+    (["callbacks=early_stopping", "data.val_split=0"], "callbacks.early_stopping.monitor='val_accuracy'",
+     "needs a validation split"),
+    (["callbacks.best_checkpoint.monitor=val_f1"], "callbacks.best_checkpoint.monitor='val_f1'",
+     "val_accuracy, val_loss, accuracy, loss"),
+    (["callbacks.early_stopping.patience=0"], "callbacks.early_stopping.patience=0", "must be >= 1"),
 ])
 def test_bad_values_are_refused_naming_key_and_rule(compose_cfg, overrides, key, phrase):
     with pytest.raises(ConfigError) as info:
@@ -143,7 +159,7 @@ def test_cfg_job_prints_config_without_tensorflow(tmp_path):
     ("model.layers.4.rate=2", "error: model.layers.4.rate=2: dropout rate must be a number in [0, 1)"),
     ("trainer.epochz=3", "error: trainer.epochz: no such key in the config"),
     ("model=nope", "error: In 'config': Could not find 'model/nope'. Available options in 'model': cnn, cnn32, "
-                   "dense, dense512, mlp12, tiny_cnn"),
+                   "cnn_bn, dense, dense512, dense_bn, mlp12, tiny_cnn, tiny_cnn_bn"),
 ])
 def test_cli_refuses_bad_config_in_one_line_without_heavy_imports(tmp_path, override, expected):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"

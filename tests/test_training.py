@@ -23,7 +23,7 @@ def _train(data, steps_per_execution: int, seed: int = 3):
     training.seed_everything(seed)
     model = models.build_model("tiny_cnn", layers, data.input_shape, 10)
     trainer = {"steps_per_execution": steps_per_execution, "jit_compile": False}
-    training.compile_model(model, {"name": "adam", "lr": 0.01}, "crossentropy", trainer)
+    training.compile_model(model, {"name": "adam", "lr": 0.01}, {"name": "crossentropy"}, trainer)
     epochs = []
     result = training.fit(model, data, epochs=2, batch_size=32, verbose=0,
                           on_epoch_end=lambda epoch, metrics: epochs.append((epoch, sorted(metrics))))
@@ -47,14 +47,15 @@ def test_each_epoch_is_reported_with_time_and_learning_rate(small_data):
     assert result.train_time_s >= sum(result.history["epoch_time_s"]) > 0
 
 
-@pytest.mark.parametrize("loss", ["crossentropy", "mse"])
+@pytest.mark.parametrize("loss", [{"name": "crossentropy"}, {"name": "mse"},
+                                  {"name": "crossentropy", "label_smoothing": 0.1}], ids=["ce", "mse", "ce_smoothed"])
 def test_one_pass_evaluation_matches_keras_evaluate(mnist_dir, loss):
     """training.evaluate computes the test scores from predict(); Keras's evaluate() must agree."""
     from mnistlab import models, training
-    from mnistlab.config import LOSSES
+    from mnistlab.config import loss_spec
     from mnistlab.data import load_mnist, prepare
 
-    data = prepare(load_mnist(mnist_dir), val_split=0.1, limit=600, encoding=LOSSES[loss][1])
+    data = prepare(load_mnist(mnist_dir), val_split=0.1, limit=600, encoding=loss_spec(loss)[2])
     layers = yaml.safe_load((CONF_DIR / "model" / "cnn32.yaml").read_text())["layers"]
     layers[3]["kernel_regularizer"] = "l2"  # a regularisation term belongs in the loss too
     training.seed_everything(5)

@@ -146,10 +146,14 @@ def summary(result: Any, cfg: DictConfig) -> str:
 
     m = result.metrics
     first, *rest = where_to_look(cfg.tracking.uri, result.experiment_id, result.run_id)
+    epochs = f"{cfg.trainer.epochs} epochs"
+    if m["epochs_run"] < cfg.trainer.epochs:
+        epochs = f"{m['epochs_run']:.0f} of {epochs} (stopped early)"
+    tested = f" (weights of epoch {m['best_epoch']:.0f})" if "best_epoch" in m else ""
     lines = [
         f"model       {cfg.model.name} ({result.num_params:,} parameters), {cfg.optimizer.name}, "
-        f"{cfg.loss.name}, {cfg.trainer.epochs} epochs of batch {cfg.trainer.batch_size}",
-        f"test        accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f}",
+        f"{cfg.loss.name}, {epochs} of batch {cfg.trainer.batch_size}",
+        f"test        accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f}{tested}",
         f"time        {m['wall_time_s']:.1f} s wall, {m['train_time_s']:.1f} s training",
         f"MLflow run  {result.run_id} (experiment {cfg.tracking.experiment!r}, id {result.experiment_id})",
         f"look at it  {first}",

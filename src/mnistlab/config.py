@@ -19,11 +19,10 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from mnistlab.errors import ConfigError
 
-#: loss option -> (Keras loss, label encoding that loss needs)
-LOSSES: Dict[str, tuple[str, str]] = {
-    "crossentropy": ("sparse_categorical_crossentropy", "integer"),
-    "mse": ("mean_squared_error", "onehot"),
-}
+LOSSES = ("crossentropy", "mse")
+#: metrics a callback can watch, and whether larger is better
+MONITORS = {"val_accuracy": "max", "val_loss": "min", "accuracy": "max", "loss": "min"}
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 #: Keras layers whose ``rate`` is a dropout probability, checked to be in [0, 1)
 DROPOUT_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "AlphaDropout")
 VERBOSE_CHOICES = ("auto", 0, 1, 2)
@@ -37,12 +36,20 @@ def rule(default: Any, *, ge: float | None = None, gt: float | None = None,
 
 
 @dataclass
+class AugmentConfig:
+    rotation: float = rule(0.0, ge=0, lt=180)
+    shift: float = rule(0.0, ge=0, lt=1)
+    zoom: float = rule(0.0, ge=0, lt=1)
+
+
+@dataclass
 class DataConfig:
     name: str = rule("mnist", choices=("mnist",))
     dir: Optional[str] = None
     verify: bool = True
     val_split: float = rule(0.1, ge=0, lt=1)
     limit: Optional[int] = rule(None, ge=1)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -85,8 +92,62 @@ OPTIMIZERS: Dict[str, type] = {"adam": AdamConfig, "sgd": SGDConfig, "rmsprop": 
 
 
 @dataclass
+class SchedulerConfig:
+    name: str = ""
+
+
+@dataclass
+class StepConfig(SchedulerConfig):
+    every_epochs: int = rule(2, ge=1)
+    factor: float = rule(0.5, gt=0, lt=1)
+
+
+@dataclass
+class ExponentialConfig(SchedulerConfig):
+    factor: float = rule(0.9, gt=0, lt=1)
+
+
+@dataclass
+class CosineConfig(SchedulerConfig):
+    warmup_epochs: float = rule(0.0, ge=0)
+    final_lr_fraction: float = rule(0.0, ge=0, lt=1)
+
+
+@dataclass
+class OneCycleConfig(SchedulerConfig):
+    pct_start: float = rule(0.3, gt=0, lt=1)
+    div_factor: float = rule(25.0, ge=1)
+    final_div_factor: float = rule(1.0e4, ge=1)
+
+
+SCHEDULERS: Dict[str, type] = {"constant": SchedulerConfig, "step": StepConfig, "exponential": ExponentialConfig,
+                               "cosine": CosineConfig, "onecycle": OneCycleConfig}
+
+
+@dataclass
 class LossConfig:
-    name: str = rule("crossentropy", choices=tuple(LOSSES))
+    name: str = rule("crossentropy", choices=LOSSES)
+    label_smoothing: float = rule(0.0, ge=0, lt=1)
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = False
+    monitor: str = rule("val_accuracy", choices=tuple(MONITORS))
+    patience: int = rule(3, ge=1)
+    min_delta: float = rule(0.0, ge=0)
+
+
+@dataclass
+class BestCheckpointConfig:
+    enabled: bool = False
+    monitor: str = rule("val_accuracy", choices=tuple(MONITORS))
+
+
+@dataclass
+class CallbacksConfig:
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    best_checkpoint: BestCheckpointConfig = field(default_factory=BestCheckpointConfig)
 
 
 @dataclass
@@ -97,6 +158,7 @@ class TrainerConfig:
     steps_per_execution: int = rule(1, ge=1)
     jit_compile: bool = False
     threads: Any = "auto"  # "auto" or an integer >= 1, checked by _check_threads
+    precision: str = rule("float32", choices=PRECISIONS)
 
 
 @dataclass
@@ -115,8 +177,10 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: Any = None  # checked against OPTIMIZERS[optimizer.name]
+    scheduler: Any = None  # checked against SCHEDULERS[scheduler.name]
     loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
@@ -128,19 +192,53 @@ def validate(cfg: DictConfig) -> DictConfig:
     except OmegaConfBaseException as exc:
         raise ConfigError(_dotted(getattr(exc, "full_key", "")), f"cannot be resolved ({_first_line(exc)})") from None
 
-    opt_raw = raw.get("optimizer")
-    opt_name = opt_raw.get("name") if isinstance(opt_raw, dict) else opt_raw
-    if opt_name not in OPTIMIZERS:
-        raise ConfigError("optimizer.name", f"unknown optimizer; choose one of {', '.join(OPTIMIZERS)}", opt_name)
-
+    raw.setdefault("scheduler", {"name": "constant"})  # configs composed without the group
+    named = {group: _schema_of(group, raw.get(group), options)
+             for group, options in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS))}
     typed = _merge(Config, raw, "")
-    typed.optimizer = _merge(OPTIMIZERS[opt_name], opt_raw, "optimizer.")
+    for group, schema in named.items():
+        typed[group] = _merge(schema, raw[group], group + ".")
     _check_rules(typed, Config, "")
     _check_tracking(typed.tracking)
     _check_threads(typed.trainer.threads)
     _check_layers(typed.model.layers)
+    _check_combinations(typed)
     OmegaConf.set_readonly(typed, True)
     return typed
+
+
+def loss_spec(loss: Any) -> tuple[str, dict, str]:
+    """(Keras loss class, its arguments, the label encoding it needs) for a ``loss`` config.
+
+    Keras smooths labels only for one-hot targets, so smoothing switches the encoding."""
+    if loss["name"] == "mse":
+        return "MeanSquaredError", {}, "onehot"
+    if loss.get("label_smoothing"):
+        return "CategoricalCrossentropy", {"label_smoothing": loss["label_smoothing"]}, "onehot"
+    return "SparseCategoricalCrossentropy", {}, "integer"
+
+
+def _schema_of(group: str, node: Any, options: Dict[str, type]) -> type:
+    """The schema of a group whose keys depend on its ``name`` (each optimizer has its own)."""
+    name = node.get("name") if isinstance(node, dict) else node
+    if name not in options:
+        raise ConfigError(f"{group}.name", f"unknown {group}; choose one of {', '.join(options)}", name)
+    return options[name]
+
+
+def _check_combinations(cfg: DictConfig) -> None:
+    """Rules that tie two groups together."""
+    if cfg.loss.name == "mse" and cfg.loss.label_smoothing:
+        raise ConfigError("loss.label_smoothing", "applies to loss=crossentropy only (mse has no smoothing)",
+                          cfg.loss.label_smoothing)
+    for name in ("early_stopping", "best_checkpoint"):
+        callback = cfg.callbacks[name]
+        if callback.enabled and callback.monitor.startswith("val_") and not cfg.data.val_split:
+            raise ConfigError(f"callbacks.{name}.monitor", "needs a validation split (data.val_split > 0); "
+                              "or watch accuracy or loss", callback.monitor)
+    warmup = cfg.scheduler.get("warmup_epochs", 0)
+    if warmup >= cfg.trainer.epochs:
+        raise ConfigError("scheduler.warmup_epochs", f"must be < trainer.epochs ({cfg.trainer.epochs})", warmup)
 
 
 def _merge(schema: type, raw: Any, prefix: str) -> DictConfig:

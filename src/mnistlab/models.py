@@ -23,14 +23,20 @@ def layer_classes() -> dict[str, type]:
 
 def build_model(name: str, layers: Iterable[Mapping[str, Any]], input_shape: tuple[int, ...],
                 num_classes: int) -> keras.Sequential:
-    """A Sequential stack; each config error names the layer (model.layers.N) that caused it."""
+    """A Sequential stack; each config error names the layer (model.layers.N) that caused it.
+
+    Under a mixed-precision policy the last layer computes in float32 (Keras's advice: the
+    softmax and the loss stay accurate), unless its config names a dtype."""
     classes = layer_classes()
+    mixed = keras.mixed_precision.global_policy().compute_dtype != "float32"
     model = keras.Sequential(name=name)
     model.add(keras.Input(shape=input_shape))
     for i, spec in enumerate(layers):
         kwargs = dict(spec)
         layer_type = kwargs.pop("type")
         key = f"model.layers.{i}"
+        if mixed and i == len(layers) - 1:
+            kwargs.setdefault("dtype", "float32")
         if layer_type not in classes:
             close = difflib.get_close_matches(layer_type, classes, n=3)
             hint = f"did you mean {' or '.join(close)}?" if close else "see keras.io/api/layers"

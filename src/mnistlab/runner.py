@@ -8,6 +8,7 @@ before the MLflow run starts, so a typo never leaves a run behind.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab import data as data_lib
 from mnistlab import tracking
-from mnistlab.config import LOSSES
+from mnistlab.config import loss_spec
 from mnistlab.sweep import Sweep
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
     """
     started = time.perf_counter()
     raw = data_lib.load_mnist(cfg.data.dir, verify=cfg.data.verify)
-    data = data_lib.prepare(raw, cfg.data.val_split, cfg.data.limit, encoding=LOSSES[cfg.loss.name][1])
+    data = data_lib.prepare(raw, cfg.data.val_split, cfg.data.limit, encoding=loss_spec(cfg.loss)[2])
     log.info("MNIST from %s: %d training, %d validation, %d test images",
              data.source, len(data.x_train), len(data.x_val), len(data.x_test))
     from mnistlab import models, plots, training  # TensorFlow starts here: after the data is known good
@@ -54,9 +55,15 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
     threads = training.resolve_threads(cfg.trainer.threads, parallel_jobs)
     training.set_threads(threads)  # before the first TensorFlow op
     training.seed_everything(cfg.seed)
+    precision = training.resolve_precision(cfg.trainer.precision)
+    training.set_precision(precision)
     model = models.build_model(cfg.model.name, cfg.model.layers, data.input_shape, data_lib.NUM_CLASSES)
-    training.compile_model(model, cfg.optimizer, cfg.loss.name, cfg.trainer)
     num_params = model.count_params()
+    # what trains: the model, behind the augmentation layers when data.augment asks for them
+    trainee = training.with_augmentation(model, cfg.data.augment, cfg.seed)
+    steps_per_epoch = math.ceil(len(data.x_train) / cfg.trainer.batch_size)
+    schedule = training.make_schedule(cfg.scheduler, cfg.optimizer.lr, steps_per_epoch, cfg.trainer.epochs)
+    training.compile_model(trainee, cfg.optimizer, cfg.loss, cfg.trainer, learning_rate=schedule)
     experiment_id = tracking.open_experiment(cfg.tracking.uri, cfg.tracking.experiment)
 
     tags = {**tracking.environment_tags(cfg.root_dir, output_dir), **cfg.tracking.tags}
@@ -68,7 +75,7 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
         log.info("MLflow run %s (%s) in experiment %r", run_id, run_name, cfg.tracking.experiment)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         mlflow.log_params({**tracking.flatten(resolved), "num_params": str(num_params),
-                           "trainer.threads_used": str(threads)})
+                           "trainer.threads_used": str(threads), "trainer.precision_used": precision})
         mlflow.log_metric("num_params", num_params)  # also a metric: charts plot accuracy against size
         mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         mlflow.log_text(models.summary_text(model), "model_summary.txt")
@@ -76,12 +83,17 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
         if hydra_dir.is_dir():
             mlflow.log_artifacts(str(hydra_dir), "hydra")
 
-        fitted = training.fit(model, data, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.verbose,
-                              on_epoch_end=tracking.log_epoch)
-        scores, probabilities = training.evaluate(model, data, cfg.loss.name)
-        final = {name: values[-1] for name, values in fitted.history.items()}
-        timing = {"train_time_s": fitted.train_time_s,
-                  "time_per_epoch_s": sum(fitted.history["epoch_time_s"]) / cfg.trainer.epochs}
+        fitted = training.fit(trainee, data, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.verbose,
+                              on_epoch_end=tracking.log_epoch, callbacks=cfg.callbacks,
+                              checkpoint_dir=Path(output_dir) / "checkpoints")
+        scores, probabilities = training.evaluate(trainee, data, cfg.loss)
+        # the epoch whose weights are tested: the best one when best_checkpoint restored it
+        tested = fitted.best_epoch if fitted.best_epoch is not None else fitted.epochs_run - 1
+        final = fitted.at_epoch(tested)
+        timing = {"train_time_s": fitted.train_time_s, "epochs_run": fitted.epochs_run,
+                  "time_per_epoch_s": sum(fitted.history["epoch_time_s"]) / fitted.epochs_run}
+        if fitted.best_epoch is not None:
+            timing["best_epoch"] = fitted.best_epoch + 1  # 1-based, as Keras prints "Epoch 7/20"
         mlflow.log_metrics({**scores, **timing})
 
         title = f"{run_name.replace(',', ', ')} ({num_params:,} parameters)"  # spaces let it wrap

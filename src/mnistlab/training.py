@@ -1,4 +1,5 @@
-"""Seeding, optimizers, compile, fit and evaluate: the Keras side of a run."""
+"""Seeding, precision, optimizers and schedules, augmentation, compile, fit and evaluate: the
+Keras side of a run."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable, Mapping
+from pathlib import Path
+from collections.abc import Callable, Collection, Mapping
 
 import keras
 import numpy as np
 
-from mnistlab.config import LOSSES
+from mnistlab.config import MONITORS, loss_spec
 from mnistlab.data import Dataset
 from mnistlab.errors import MnistlabError
 
@@ -22,12 +24,23 @@ log = logging.getLogger(__name__)
 EpochReport = Callable[[int, dict[str, float]], None]
 KERAS_OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 EVAL_BATCH_SIZE = 1024  # inference only: a large batch is faster and does not change the results
+BEST_WEIGHTS = "best.weights.h5"
+#: CPU flags of native bfloat16 arithmetic (Linux /proc/cpuinfo names)
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 @dataclass
 class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)  # per-epoch metrics, Keras names
     train_time_s: float = 0.0
+    best_epoch: int | None = None  # 0-based epoch whose weights were restored (best_checkpoint), else None
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get("loss", []))
+
+    def at_epoch(self, epoch: int) -> dict[str, float]:
+        return {name: values[epoch] for name, values in self.history.items()}
 
 
 class TrainingDiverged(MnistlabError):
@@ -77,27 +90,118 @@ def set_threads(threads: int) -> None:
                     "(%d threads)", tf.config.threading.get_intra_op_parallelism_threads())
 
 
-def make_optimizer(opt: Mapping) -> keras.optimizers.Optimizer:
-    """Keras optimizer from its config: ``lr`` is Keras's learning_rate, null options are left out."""
+def resolve_precision(precision: str, cpu_flags: Collection[str] | None = None) -> str:
+    """``auto``: bfloat16 compute only where the CPU does it natively; emulated, it gains nothing.
+    ``cpu_flags``: the CPU's feature flags; default: this machine's, from /proc/cpuinfo."""
+    if precision != "auto":
+        return precision
+    if cpu_flags is None:
+        try:
+            cpu_flags = set(Path("/proc/cpuinfo").read_text().split())
+        except OSError:  # not Linux: no way to tell
+            cpu_flags = set()
+    return "mixed_bfloat16" if any(flag in cpu_flags for flag in BF16_CPU_FLAGS) else "float32"
+
+
+def set_precision(policy: str) -> None:
+    """Keras's global dtype policy, set for every run (a reused worker keeps the last one)."""
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def make_optimizer(opt: Mapping, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None
+                   ) -> keras.optimizers.Optimizer:
+    """Keras optimizer from its config: ``lr`` is Keras's learning_rate (or ``learning_rate``, a
+    schedule, replaces it); null options are left out."""
     kwargs = {k: v for k, v in opt.items() if k not in ("name", "lr") and v is not None}
-    return KERAS_OPTIMIZERS[opt["name"]](learning_rate=opt["lr"], **kwargs)
+    return KERAS_OPTIMIZERS[opt["name"]](learning_rate=opt["lr"] if learning_rate is None else learning_rate, **kwargs)
 
 
-def compile_model(model: keras.Model, opt: Mapping, loss: str, trainer: Mapping) -> None:
-    model.compile(optimizer=make_optimizer(opt), loss=LOSSES[loss][0], metrics=["accuracy"],
+def make_schedule(scheduler: Mapping, lr: float, steps_per_epoch: int, epochs: int
+                  ) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The ``scheduler`` config as one of Keras's own schedules, evaluated at every step.
+
+    Only built-in classes: a saved model's optimizer then reloads anywhere, without mnistlab."""
+    schedules = keras.optimizers.schedules
+    name, total = scheduler["name"], steps_per_epoch * epochs
+    if name == "constant":
+        return lr
+    if name in ("step", "exponential"):
+        every = scheduler["every_epochs"] if name == "step" else 1
+        return schedules.ExponentialDecay(lr, decay_steps=every * steps_per_epoch, decay_rate=scheduler["factor"],
+                                          staircase=name == "step")
+    if name == "cosine":
+        warmup = round(scheduler["warmup_epochs"] * steps_per_epoch)
+        return schedules.CosineDecay(0.0 if warmup else lr, decay_steps=total - warmup,
+                                     alpha=scheduler["final_lr_fraction"],
+                                     warmup_target=lr if warmup else None, warmup_steps=warmup)
+    if name == "onecycle":
+        warmup = max(1, round(scheduler["pct_start"] * total))
+        return schedules.CosineDecay(lr / scheduler["div_factor"], decay_steps=max(1, total - warmup),
+                                     alpha=1 / (scheduler["div_factor"] * scheduler["final_div_factor"]),
+                                     warmup_target=lr, warmup_steps=warmup)
+    raise ValueError(f"unknown scheduler {name!r}")
+
+
+def make_loss(loss: Mapping) -> keras.losses.Loss:
+    cls, kwargs, _ = loss_spec(loss)
+    return getattr(keras.losses, cls)(**kwargs)
+
+
+def with_augmentation(model: keras.Model, augment: Mapping, seed: int) -> keras.Model:
+    """``model`` behind Keras's random image layers, which act in training only.
+
+    In the model graph rather than in a tf.data map: Keras's seeded generators then draw the same
+    distortions on every run of a seed (a parallel map does not), at a small cost per step. The
+    model logged to MLflow is ``model`` itself, without these layers."""
+    layers = []
+    if augment["rotation"]:
+        layers.append(keras.layers.RandomRotation(augment["rotation"] / 360, fill_mode="constant", seed=seed + 1))
+    if augment["shift"]:
+        layers.append(keras.layers.RandomTranslation(augment["shift"], augment["shift"], fill_mode="constant",
+                                                     seed=seed + 2))
+    if augment["zoom"]:
+        layers.append(keras.layers.RandomZoom(augment["zoom"], fill_mode="constant", seed=seed + 3))
+    if not layers:
+        return model
+    return keras.Sequential([keras.Input(model.input_shape[1:]), *layers, model], name=f"{model.name}_augmented")
+
+
+def compile_model(model: keras.Model, opt: Mapping, loss: Mapping, trainer: Mapping,
+                  learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None) -> None:
+    model.compile(optimizer=make_optimizer(opt, learning_rate), loss=make_loss(loss), metrics=["accuracy"],
                   steps_per_execution=trainer["steps_per_execution"], jit_compile=trainer["jit_compile"])
 
 
 def fit(model: keras.Model, data: Dataset, epochs: int, batch_size: int, verbose: str | int,
-        on_epoch_end: EpochReport) -> TrainResult:
-    """Train; ``on_epoch_end(epoch, metrics)`` sees each epoch's metrics as soon as it ends."""
+        on_epoch_end: EpochReport, callbacks: Mapping | None = None, checkpoint_dir: str | Path | None = None
+        ) -> TrainResult:
+    """Train; ``on_epoch_end(epoch, metrics)`` sees each epoch's metrics as soon as it ends.
+
+    ``callbacks``: the config group (early stopping; best checkpoint, saved in ``checkpoint_dir``
+    and loaded back into ``model`` when training ends)."""
     validation = (data.x_val, data.y_val) if len(data.x_val) else None
     result = TrainResult()
-    reporter = _EpochReporter(on_epoch_end, result.history)
+    keras_callbacks: list[keras.callbacks.Callback] = [_StopOnNaN(), _EpochReporter(on_epoch_end, result.history)]
+    stopping = (callbacks or {}).get("early_stopping") or {}
+    if stopping.get("enabled"):
+        keras_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=stopping["monitor"], mode=MONITORS[stopping["monitor"]], patience=stopping["patience"],
+            min_delta=stopping["min_delta"]))
+    best = (callbacks or {}).get("best_checkpoint") or {}
+    best_path = Path(checkpoint_dir or ".") / BEST_WEIGHTS
+    if best.get("enabled"):
+        best_path.parent.mkdir(parents=True, exist_ok=True)
+        keras_callbacks.append(keras.callbacks.ModelCheckpoint(
+            str(best_path), monitor=best["monitor"], mode=MONITORS[best["monitor"]], save_best_only=True,
+            save_weights_only=True))
     start = time.perf_counter()
     model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
-              validation_data=validation, verbose=keras_verbosity(verbose), callbacks=[_StopOnNaN(), reporter])
+              validation_data=validation, verbose=keras_verbosity(verbose), callbacks=keras_callbacks)
     result.train_time_s = time.perf_counter() - start
+    if best.get("enabled") and best_path.is_file():
+        model.load_weights(str(best_path))
+        values = result.history[best["monitor"]]
+        result.best_epoch = int(np.argmax(values) if MONITORS[best["monitor"]] == "max" else np.argmin(values))
     return result
 
 
@@ -108,15 +212,14 @@ def keras_verbosity(verbose: str | int) -> int:
     return int(verbose)
 
 
-def evaluate(model: keras.Model, data: Dataset, loss: str) -> tuple[dict[str, float], np.ndarray]:
+def evaluate(model: keras.Model, data: Dataset, loss: Mapping) -> tuple[dict[str, float], np.ndarray]:
     """Test loss and accuracy and the class probabilities, from one pass over the test images.
 
     One ``predict`` instead of ``evaluate`` + ``predict`` saves a second pass and its tracing
     (~2 s); the loss is Keras's own loss function plus any regularisation, as ``evaluate`` has it.
     """
     probabilities = model.predict(data.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
-    per_image = keras.losses.get(LOSSES[loss][0])(data.y_test, probabilities)
-    test_loss = float(np.mean(keras.ops.convert_to_numpy(per_image))) + sum(
+    test_loss = float(keras.ops.convert_to_numpy(make_loss(loss)(data.y_test, probabilities))) + sum(
         float(keras.ops.convert_to_numpy(term)) for term in model.losses)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == data.labels_test))
     return {"test_loss": test_loss, "test_accuracy": accuracy}, probabilities
