@@ -1,5 +1,5 @@
 """Benchmark run.py: how fast it answers without training, and the default experiment against
-the same training written by hand (handwritten_cnn.py). Writes its section of RESULTS.md.
+the same training written by hand (plain_keras.py). Writes its section of RESULTS.md.
 
     MNIST_DIR=../shared/datasets/mnist python benchmarks/runner_speed.py --seeds 42 1 2
 
@@ -61,13 +61,13 @@ def main() -> None:
             train = float(re.search(r"([0-9.]+) s training", proc.stdout).group(1))
             lines.append(f"| {seed} | `python run.py seed={seed}` (logs everything to MLflow) | {acc:.4f} | "
                          f"{train:.1f} s | {wall:.1f} s |")
-            wall, proc = timed([sys.executable, "benchmarks/handwritten_cnn.py", f"--seed={seed}",
+            wall, proc = timed([sys.executable, "benchmarks/plain_keras.py", "--model=cnn", f"--seed={seed}",
                                 f"--epochs={trainer['epochs']}", f"--batch-size={trainer['batch_size']}"], env)
             if proc.returncode:
                 sys.exit(proc.stderr[-2000:])
             hand = json.loads(proc.stdout.strip().splitlines()[-1])
-            lines.append(f"| {seed} | `handwritten_cnn.py` (plain Keras, no tracking) | {hand['test_accuracy']:.4f} | "
-                         f"{hand['train_time_s']:.1f} s | {wall:.1f} s |")
+            lines.append(f"| {seed} | `plain_keras.py --model cnn` (plain Keras, no tracking) | "
+                         f"{hand['test_accuracy']:.4f} | {hand['train_time_s']:.1f} s | {wall:.1f} s |")
             print("\n".join(lines[-2:]), flush=True)
 
     write_section("runner_speed", "run.py speed (`benchmarks/runner_speed.py`)", "\n".join(lines))

@@ -140,8 +140,9 @@ def test_mixed_bfloat16_computes_in_bfloat16_with_a_float32_output(train):
     assert mlflow.keras.load_model(f"runs:/{result.run_id}/model").layers[0].compute_dtype == "float32"
 
 
-@pytest.mark.parametrize("flags,expected", [({"avx2", "avx512f"}, "float32"), ({"avx2", "avx512_bf16"}, "mixed_bfloat16"),
-                                            ({"amx_bf16"}, "mixed_bfloat16")])
+@pytest.mark.parametrize("flags,expected", [
+    ({"avx2", "avx512f"}, "float32"), ({"avx2", "avx512_bf16"}, "mixed_bfloat16"), ({"amx_bf16"}, "mixed_bfloat16"),
+])
 def test_auto_precision_follows_the_cpu(flags, expected):
     from mnistlab.training import resolve_precision
 

@@ -1,0 +1,86 @@
+"""The published baselines written by hand in plain Keras: the reference run.py is timed against.
+
+Same data split, layers, optimizer (Keras's defaults), loss, epochs, batch size and seed as the
+matching preset; no Hydra, no MLflow, no mnistlab callbacks. Only the IDX parsing is borrowed
+from mnistlab (the same arrays, so the same data). Prints one JSON line: test accuracy, the time
+of every epoch (validation included, as run.py's epoch_time_s) and the start-up costs.
+
+    MNIST_DIR=... python benchmarks/plain_keras.py --model cnn --optimizer adam --loss crossentropy \
+        --epochs 5 --batch-size 32
+"""
+
+import argparse
+import json
+import os
+import time
+
+start = time.perf_counter()
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mnistlab.data import load_mnist, prepare  # noqa: E402
+
+import_time = time.perf_counter() - start
+L = keras.layers
+
+
+def model(name: str) -> list:
+    """The architectures of conf/model/, as one would type them."""
+    head = [L.Dense(10, activation="softmax", dtype="float32")]  # float32 output, also under mixed precision
+    return {
+        "cnn": [L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(), L.Dense(128, activation="relu"),
+                L.Dropout(0.2), L.Dense(64, activation="relu")],
+        "cnn32": [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(), L.Dense(128, activation="relu")],
+        "dense": [L.Flatten(), L.Dense(512, activation="relu"), L.Dense(512, activation="relu")],
+        "dense512": [L.Flatten(), L.Dense(512, activation="relu")],
+        "mlp12": [L.Flatten(), L.Dense(12, activation="relu"), L.Dense(12, activation="relu"),
+                  L.Dense(12, activation="relu")],
+        "tiny_cnn": [L.Conv2D(5, 2, padding="same", activation="relu"), L.MaxPooling2D(2),
+                     L.Conv2D(5, 2, padding="same", activation="relu"), L.Flatten(), L.Dropout(0.5)],
+    }[name] + head
+
+
+class EpochTimes(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--model", default="cnn")
+parser.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "rmsprop"])
+parser.add_argument("--loss", default="crossentropy", choices=["crossentropy", "mse"])
+parser.add_argument("--epochs", type=int, default=5)
+parser.add_argument("--batch-size", type=int, default=128)
+parser.add_argument("--seed", type=int, default=42)
+parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+args = parser.parse_args()
+
+raw = load_mnist(os.environ["MNIST_DIR"])
+data = prepare(raw, val_split=0.1, limit=None, encoding="integer")
+y_train, y_val, y_test = data.y_train, data.y_val, data.y_test
+loss = "sparse_categorical_crossentropy"
+if args.loss == "mse":
+    y_train, y_val, y_test = (keras.utils.to_categorical(y, 10) for y in (y_train, y_val, y_test))
+    loss = "mean_squared_error"
+
+keras.utils.set_random_seed(args.seed)
+keras.mixed_precision.set_global_policy(args.precision)
+net = keras.Sequential([keras.Input((28, 28, 1)), *model(args.model)])
+net.compile(optimizer=args.optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
+timer = EpochTimes()
+fit_start = time.perf_counter()
+history = net.fit(data.x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+                  validation_data=(data.x_val, y_val), verbose=0, callbacks=[timer])
+train_time = time.perf_counter() - fit_start
+probabilities = net.predict(data.x_test, batch_size=1024, verbose=0)
+accuracy = float(np.mean(probabilities.argmax(axis=1) == raw.y_test))
+print(json.dumps({"test_accuracy": accuracy, "train_accuracy": history.history["accuracy"][-1],
+                  "epoch_times": timer.times, "train_time_s": train_time, "import_time_s": import_time,
+                  "wall_time_s": time.perf_counter() - start}))
