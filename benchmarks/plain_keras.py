@@ -25,19 +25,22 @@ L = keras.layers
 
 
 def model(name: str) -> list:
-    """The architectures of conf/model/, as one would type them."""
-    head = [L.Dense(10, activation="softmax", dtype="float32")]  # float32 output, also under mixed precision
-    return {
-        "cnn": [L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(), L.Dense(128, activation="relu"),
-                L.Dropout(0.2), L.Dense(64, activation="relu")],
-        "cnn32": [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(), L.Dense(128, activation="relu")],
-        "dense": [L.Flatten(), L.Dense(512, activation="relu"), L.Dense(512, activation="relu")],
-        "dense512": [L.Flatten(), L.Dense(512, activation="relu")],
-        "mlp12": [L.Flatten(), L.Dense(12, activation="relu"), L.Dense(12, activation="relu"),
-                  L.Dense(12, activation="relu")],
-        "tiny_cnn": [L.Conv2D(5, 2, padding="same", activation="relu"), L.MaxPooling2D(2),
-                     L.Conv2D(5, 2, padding="same", activation="relu"), L.Flatten(), L.Dropout(0.5)],
-    }[name] + head
+    """The architectures of conf/model/, as one would type them. Only the chosen model's layers
+    are created: creating a layer can draw from the random generators (Dropout's seed), and the
+    weights must start from the same draws as in run.py."""
+    body = {
+        "cnn": lambda: [L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+                        L.Dense(128, activation="relu"), L.Dropout(0.2), L.Dense(64, activation="relu")],
+        "cnn32": lambda: [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+                          L.Dense(128, activation="relu")],
+        "dense": lambda: [L.Flatten(), L.Dense(512, activation="relu"), L.Dense(512, activation="relu")],
+        "dense512": lambda: [L.Flatten(), L.Dense(512, activation="relu")],
+        "mlp12": lambda: [L.Flatten(), L.Dense(12, activation="relu"), L.Dense(12, activation="relu"),
+                          L.Dense(12, activation="relu")],
+        "tiny_cnn": lambda: [L.Conv2D(5, 2, padding="same", activation="relu"), L.MaxPooling2D(2),
+                             L.Conv2D(5, 2, padding="same", activation="relu"), L.Flatten(), L.Dropout(0.5)],
+    }[name]()
+    return body + [L.Dense(10, activation="softmax", dtype="float32")]  # float32 output, also under mixed precision
 
 
 class EpochTimes(keras.callbacks.Callback):
