@@ -129,15 +129,18 @@ def test_label_smoothing_trains_towards_softened_targets(train):
 def test_mixed_bfloat16_computes_in_bfloat16_with_a_float32_output(train):
     import mlflow.keras
 
-    result, run = train("trainer.epochs=1", "trainer.precision=mixed_bfloat16")
-    assert run.data.params["trainer.precision_used"] == "mixed_bfloat16"
+    short = ("trainer.epochs=3", "optimizer.lr=0.01")
+    result, mixed = train(*short, "trainer.precision=mixed_bfloat16")
+    assert mixed.data.params["trainer.precision_used"] == "mixed_bfloat16"
     model = mlflow.keras.load_model(f"runs:/{result.run_id}/model")
     assert model.layers[0].compute_dtype == "bfloat16" and model.layers[-1].compute_dtype == "float32"
-    assert run.data.metrics["test_accuracy"] > 0.3
 
-    result, run = train("trainer.epochs=1")  # the next run in this process is float32 again
-    assert run.data.params["trainer.precision_used"] == "float32"
+    result, plain = train(*short)  # the next run in this process is float32 again
+    assert plain.data.params["trainer.precision_used"] == "float32"
     assert mlflow.keras.load_model(f"runs:/{result.run_id}/model").layers[0].compute_dtype == "float32"
+    # bfloat16 rounds differently, yet learns as well
+    accuracies = [r.data.metrics["test_accuracy"] for r in (mixed, plain)]
+    assert min(accuracies) > 0.5 and abs(accuracies[0] - accuracies[1]) < 0.1, accuracies
 
 
 @pytest.mark.parametrize("flags,expected", [
