@@ -14,10 +14,10 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import keras
 import tensorflow as tf
+from epoch_times import EpochTimes
 from results import machine, write_section
 
 from mnistlab.data import load_mnist, prepare
@@ -26,18 +26,6 @@ MODELS = {
     "mlp12": lambda: [keras.layers.Flatten(), *(keras.layers.Dense(12, activation="relu") for _ in range(3))],
     "dense512": lambda: [keras.layers.Flatten(), keras.layers.Dense(512, activation="relu")],
 }
-
-
-class EpochTimes(keras.callbacks.Callback):
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def epoch_time(model: str, batch: int, epochs: int, pipeline: str, data) -> float:

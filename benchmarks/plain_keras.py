@@ -18,6 +18,7 @@ start = time.perf_counter()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from epoch_times import EpochTimes  # noqa: E402
 from mnistlab.data import load_mnist, prepare  # noqa: E402
 
 import_time = time.perf_counter() - start
@@ -41,18 +42,6 @@ def model(name: str) -> list:
                              L.Conv2D(5, 2, padding="same", activation="relu"), L.Flatten(), L.Dropout(0.5)],
     }[name]()
     return body + [L.Dense(10, activation="softmax", dtype="float32")]  # float32 output, also under mixed precision
-
-
-class EpochTimes(keras.callbacks.Callback):
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
 
 
 parser = argparse.ArgumentParser()
