@@ -168,6 +168,7 @@ class TrackingConfig:
     run_name: Optional[str] = None
     log_model: bool = True
     tags: Dict[str, str] = field(default_factory=dict)
+    fallback_to_local: bool = False
 
 
 @dataclass
@@ -182,6 +183,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    resume: Optional[str] = None  # an MLflow run id or a run's output folder
 
 
 def validate(cfg: DictConfig) -> DictConfig:
