@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import math
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import RUN_PY, ROOT, cli_env, error_lines, mlflow_client, only_run, run_cli
+from conftest import RUN_PY, ROOT, error_lines, mlflow_client, only_run, run_cli
 from test_config import PARAMS
 
 QUICK = ("data.limit=1000", "trainer.epochs=2", "trainer.batch_size=64")
@@ -154,35 +150,6 @@ def test_mlflow_tracking_uri_from_environment_wins(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-@pytest.mark.parametrize("make_dir,phrase", [
-    (lambda tmp, real: tmp / "nowhere", "no such directory"),
-    (lambda tmp, real: tmp, "missing MNIST file(s)"),
-    (lambda tmp, real: _corrupt_copy(real, tmp), "t10k-images-idx3-ubyte.gz: SHA-256"),
-])
-def test_bad_data_dir_fails_in_one_line_and_records_nothing(tmp_path, mnist_dir, make_dir, phrase):
-    data_dir = make_dir(tmp_path / "data", mnist_dir)
-    (tmp_path / "data").mkdir(exist_ok=True)
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_cli(f"data.dir={data_dir}", store=store)
-    assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], proc.stderr[-2000:]
-    assert not (tmp_path / "mlflow.db").exists()  # failed before any run could start
-
-
-def _corrupt_copy(real: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    for path in real.glob("*.gz"):
-        shutil.copy(path, folder / path.name)
-    target = folder / "t10k-images-idx3-ubyte.gz"
-    import gzip
-
-    data = bytearray(gzip.decompress(target.read_bytes()))
-    data[5000] ^= 0x01
-    target.write_bytes(gzip.compress(bytes(data)))
-    return folder
-
-
 def _network_reaches_keras() -> bool:
     try:
         socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
@@ -199,44 +166,6 @@ def test_without_data_dir_and_network_the_error_says_what_to_set(tmp_path):
     lines = error_lines(proc)
     assert len(lines) == 1 and "Keras could not download MNIST" in lines[0] and "MNIST_DIR" in lines[0], proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
-
-
-@pytest.mark.parametrize("sig,code,message", [(signal.SIGINT, 130, "error: interrupted"),
-                                              (signal.SIGTERM, 143, "error: terminated (SIGTERM)")])
-def test_interrupted_run_is_killed_not_left_running(store, sig, code, message):
-    proc = subprocess.Popen([sys.executable, str(RUN_PY), "model=dense", "data.limit=20000", "trainer.epochs=200",
-                             "tracking.log_model=false"], cwd=ROOT, env=cli_env(store),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            runs = _runs_if_any(store)
-            if runs and "loss" in runs[0].data.metrics:  # at least one epoch finished
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"no epoch logged in time: {proc.communicate(timeout=10)[1][-2000:]}")
-        proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == code, stderr[-2000:]
-    assert stderr.strip().splitlines()[-1] == message and "Traceback" not in stderr
-    run = only_run(store)
-    assert run.info.status == "KILLED"
-    assert run.data.tags["failure_reason"] == "interrupted"
-    assert len(mlflow_client(store).get_metric_history(run.info.run_id, "loss")) >= 1  # finished epochs kept
-
-
-def _runs_if_any(store: str):
-    client = mlflow_client(store)
-    try:
-        exp = client.get_experiment_by_name("mnistlab")
-    except Exception:  # the store is still being created by the run
-        return []
-    return client.search_runs([exp.experiment_id]) if exp else []
 
 
 def test_run_that_raises_is_failed_with_its_reason(tmp_path, store):

@@ -83,7 +83,7 @@ def load_mnist(directory: str | Path | None, verify: bool = True,
     if verify:
         for name, array in arrays.items():
             _check_sha256(_idx_bytes(array), IDX_FILES[name], checksums, where=origins[name])
-    _check_consistent(arrays, source)
+    _check_consistent(arrays, source, origins)
     return RawMnist(**arrays, source=source)
 
 
@@ -205,13 +205,16 @@ def _check_sha256(data: bytes, base: str, checksums: Mapping[str, str], where: s
                         f"{checksums[base][:16]}...: the file is corrupt or not MNIST (data.verify=false to skip)")
 
 
-def _check_consistent(arrays: dict, source: str) -> None:
+def _check_consistent(arrays: dict, source: str, origins: Mapping[str, str]) -> None:
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if len(x) != len(y):
-            raise DataError(f"{source}: {len(x)} {split} images but {len(y)} {split} labels")
+            files = " and ".join(Path(origins[f"{k}_{split}"]).name for k in ("x", "y"))
+            raise DataError(f"{source}: {len(x)} {split} images but {len(y)} {split} labels "
+                            f"({files} do not match)")
         if len(y) and int(y.max()) >= NUM_CLASSES:
-            raise DataError(f"{source}: {split} labels go up to {int(y.max())}, expected digits 0-{NUM_CLASSES - 1}")
+            raise DataError(f"{origins[f'y_{split}']}: {split} labels go up to {int(y.max())}, "
+                            f"expected digits 0-{NUM_CLASSES - 1}")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(f"{source}: train images are {arrays['x_train'].shape[1:]}, "
                         f"test images {arrays['x_test'].shape[1:]}")

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab import checkpoints
 from mnistlab import data as data_lib
-from mnistlab import tracking
-from mnistlab.config import loss_spec
+from mnistlab.config import loss_spec, validate
+from mnistlab.errors import MnistlabError
 from mnistlab.sweep import Sweep
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ class RunResult:
     experiment_id: str
     num_params: int
     metrics: dict[str, float]  # the final values: last epoch, test scores, times
+    config: DictConfig | None = None  # what ran (a resumed run's own config, not the command line's)
+    tracking_uri: str = ""  # where it is recorded (the local store, when the server did not answer)
 
     @property
     def objective(self) -> float | None:
@@ -44,13 +46,27 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
     ``parallel_jobs``: how many runs share this machine's cores at once (joblib's n_jobs; sizes
     TensorFlow's threads when ``trainer.threads`` is auto);
     ``sweep``: the multirun this is job number ``job`` of (the run is nested under its parent).
+    With ``cfg.resume`` set, the interrupted run it names continues instead, with its own config.
     """
     started = time.perf_counter()
+    job_dir = output_dir  # this process's Hydra folder (a resumed run keeps writing to its first one)
+    resume = checkpoints.locate(cfg.resume, cfg.tracking.uri) if cfg.resume else None
+    if resume is not None:
+        cfg = _resumed_config(resume, cfg)
+        output_dir = str(resume.output_dir)  # checkpoints and logs stay in the first part's folder
+        log.info("resuming MLflow run %s after epoch %d of %d, from %s", resume.run_id, resume.epochs_done,
+                 cfg.trainer.epochs, resume.directory)
     raw = data_lib.load_mnist(cfg.data.dir, verify=cfg.data.verify)
     data = data_lib.prepare(raw, cfg.data.val_split, cfg.data.limit, encoding=loss_spec(cfg.loss)[2])
     log.info("MNIST from %s: %d training, %d validation, %d test images",
              data.source, len(data.x_train), len(data.x_val), len(data.x_test))
-    from mnistlab import models, plots, training  # TensorFlow starts here: after the data is known good
+    import mlflow  # MLflow (~1-2 s to import) once the data is known good
+
+    from mnistlab import tracking
+
+    tracking_uri = tracking.reachable_uri(cfg.tracking.uri, cfg.tracking.fallback_to_local, cfg.root_dir)
+    experiment_id = tracking.open_experiment(tracking_uri, cfg.tracking.experiment)
+    from mnistlab import models, plots, training  # TensorFlow starts here, after the data and store are known good
 
     threads = training.resolve_threads(cfg.trainer.threads, parallel_jobs)
     training.set_threads(threads)  # before the first TensorFlow op
@@ -64,28 +80,35 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
     steps_per_epoch = math.ceil(len(data.x_train) / cfg.trainer.batch_size)
     schedule = training.make_schedule(cfg.scheduler, cfg.optimizer.lr, steps_per_epoch, cfg.trainer.epochs)
     training.compile_model(trainee, cfg.optimizer, cfg.loss, cfg.trainer, learning_rate=schedule)
-    experiment_id = tracking.open_experiment(cfg.tracking.uri, cfg.tracking.experiment)
 
     tags = {**tracking.environment_tags(cfg.root_dir, output_dir), **cfg.tracking.tags}
     if sweep is not None:
-        nested = (sweep.tracking_uri, sweep.experiment_id) == (cfg.tracking.uri, experiment_id)
+        nested = (sweep.tracking_uri, sweep.experiment_id) == (tracking_uri, experiment_id)
         tags.update(sweep.child_tags(job, nested=nested))
-    with tracking.active_run(experiment_id, run_name, tags) as active:
+    if resume is not None:
+        tags = {"resumed": str(resume.state.get("resumed", 0) + 1), "resumed.after_epoch": str(resume.epochs_done)}
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    with tracking.active_run(experiment_id, run_name, tags, run_id=resume.run_id if resume else None) as active:
         run_id = active.info.run_id
         log.info("MLflow run %s (%s) in experiment %r", run_id, run_name, cfg.tracking.experiment)
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        mlflow.log_params({**tracking.flatten(resolved), "num_params": str(num_params),
-                           "trainer.threads_used": str(threads), "trainer.precision_used": precision})
-        mlflow.log_metric("num_params", num_params)  # also a metric: charts plot accuracy against size
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        mlflow.log_text(models.summary_text(model), "model_summary.txt")
-        hydra_dir = Path(output_dir) / ".hydra"
-        if hydra_dir.is_dir():
-            mlflow.log_artifacts(str(hydra_dir), "hydra")
+        if resume is None:
+            tracking.log_run_record(resolved, output_dir, model_summary=models.summary_text(model), extra_params={
+                "num_params": str(num_params), "trainer.threads_used": str(threads),
+                "trainer.precision_used": precision})
+            mlflow.log_metric("num_params", num_params)  # also a metric: charts plot accuracy against size
+        else:
+            tracking.log_missing_epochs(run_id, resume.state["history"])
 
-        fitted = training.fit(trainee, data, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.verbose,
-                              on_epoch_end=tracking.log_epoch, callbacks=cfg.callbacks,
-                              checkpoint_dir=Path(output_dir) / "checkpoints")
+        checkpoint_dir = Path(output_dir) / checkpoints.CHECKPOINT_DIR
+        try:
+            fitted = training.fit(trainee, data, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.verbose,
+                                  on_epoch_end=tracking.log_epoch, callbacks=cfg.callbacks,
+                                  checkpoint_dir=checkpoint_dir, seed=cfg.seed, resume=resume,
+                                  checkpoint_state={"run_id": run_id, "config": resolved,
+                                                    "resumed": int(tags.get("resumed", 0))})
+        except (Exception, KeyboardInterrupt) as exc:
+            _explain_checkpoint(exc, Path(output_dir), run_id)
+            raise
         scores, probabilities = training.evaluate(trainee, data, cfg.loss)
         # the epoch whose weights are tested: the best one when best_checkpoint restored it
         tested = fitted.best_epoch if fitted.best_epoch is not None else fitted.epochs_run - 1
@@ -106,6 +129,34 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
         mlflow.log_metric("wall_time_s", wall)
         for log_file in Path(output_dir).glob("*.log"):  # Hydra's job log
             mlflow.log_artifact(str(log_file))
+        if job_dir != output_dir:  # the log of the resumed part
+            for log_file in Path(job_dir).glob("*.log"):
+                mlflow.log_artifact(str(log_file), f"resumed-{tags['resumed']}")
+    checkpoints.remove(Path(output_dir))  # FINISHED: nothing left to resume
 
     return RunResult(run_id=run_id, experiment_id=experiment_id, num_params=num_params,
-                     metrics={**final, **scores, **timing, "wall_time_s": wall})
+                     metrics={**final, **scores, **timing, "wall_time_s": wall}, config=cfg,
+                     tracking_uri=tracking_uri)
+
+
+def _resumed_config(resume: checkpoints.Checkpoint, current: DictConfig) -> DictConfig:
+    """The interrupted run's own config; only where the data is and how progress prints may differ."""
+    stored = OmegaConf.create(resume.config)
+    stored.data.dir = current.data.dir
+    stored.trainer.verbose = current.trainer.verbose
+    stored.resume = None
+    return validate(stored)
+
+
+def _explain_checkpoint(exc: BaseException, output_dir: Path, run_id: str) -> None:
+    """Say, on the exception's one line, what an interrupted or failed run left to resume from."""
+    try:
+        last = checkpoints.read(output_dir)
+    except MnistlabError:
+        last = None
+    if isinstance(exc, KeyboardInterrupt):
+        done = f"epochs 1-{last.epochs_done} are" if last and last.epochs_done > 1 else "epoch 1 is"
+        exc.hint = (f"{done} checkpointed; continue with: python run.py resume={run_id}"
+                    if last else "no epoch had finished, nothing to resume")
+    elif isinstance(exc, MnistlabError) and last is not None:
+        exc.args = (f"{exc}; the last good epoch ({last.epochs_done}) is checkpointed in {last.weights}",)

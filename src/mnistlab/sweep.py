@@ -107,15 +107,20 @@ class SweepTracker(Callback):
         from mnistlab import tracking
         from mnistlab.cli import exit_for
         from mnistlab.config import validate
+        from mnistlab.errors import ConfigError
 
         try:
             valid = validate(config)  # an error every job would hit stops the sweep before it starts
-            experiment_id = tracking.open_experiment(valid.tracking.uri, valid.tracking.experiment)
+            if valid.resume:
+                raise ConfigError("resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)",
+                                  valid.resume)
+            uri = tracking.reachable_uri(valid.tracking.uri, valid.tracking.fallback_to_local, valid.root_dir)
+            experiment_id = tracking.open_experiment(uri, valid.tracking.experiment)
         except Exception as exc:  # Hydra would make it a warning and run the jobs without a parent
             exit_for(exc)
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         parsed = sweep_overrides(config)
-        overrides = {key: o.input_line.split("=", 1)[1] for key, o in parsed.items()}  # as typed
+        overrides = {key: tracking.redact(o.input_line.split("=", 1)[1]) for key, o in parsed.items()}  # as typed
         swept = [key for key, o in parsed.items() if o.is_sweep_override()]
         sweep_dir = Path(config.hydra.sweep.dir)
         tags = {
@@ -129,7 +134,7 @@ class SweepTracker(Callback):
         }
         name = f"sweep {sweep_id}" + (f": {', '.join(swept)}" if swept else "")
         parent = tracking.start_detached_run(experiment_id, name, tags, params=overrides)
-        self._sweep = Sweep(sweep_id, parent, experiment_id, valid.tracking.uri)
+        self._sweep = Sweep(sweep_id, parent, experiment_id, uri)
         self._sweep.save(sweep_dir)
         atexit.register(self._end_early)  # Ctrl-C, a crash, or a job config Hydra refused
         try:

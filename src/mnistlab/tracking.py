@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
+import shlex
 import socket
 import subprocess
+import sys
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,24 +50,77 @@ def open_experiment(uri: str, name: str) -> str:
     """
     mlflow.set_tracking_uri(uri)
     try:
-        client = _open_store(uri)
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            db = sqlite_path(uri)
-            location = (db.parent / "mlruns" / _slug(name)).as_uri() if db else None
-            try:
-                return client.create_experiment(name, artifact_location=location)
-            except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it first
-                    raise
-                experiment = client.get_experiment_by_name(name)
+        with _quiet_store_errors():
+            client = _open_store(uri)
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                db = sqlite_path(uri)
+                location = (db.parent / "mlruns" / _slug(name)).as_uri() if db else None
+                try:
+                    return client.create_experiment(name, artifact_location=location)
+                except MlflowException as exc:
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it first
+                        raise
+                    experiment = client.get_experiment_by_name(name)
     except Exception as exc:  # MLflow's own errors and the database driver's
-        raise TrackingError(f"tracking.uri={uri!r}: cannot open the MLflow store ({one_line(exc)})") from None
+        raise TrackingError(store_problem(uri, exc)) from None
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(f"tracking.experiment={name!r} is deleted in {uri}; restore it with "
                             f"`mlflow experiments restore --experiment-id {experiment.experiment_id}` "
                             "or choose another name")
     return experiment.experiment_id
+
+
+def store_problem(uri: str, exc: BaseException) -> str:
+    """One line for a store that cannot be used, saying what to do about the usual causes."""
+    while getattr(exc, "orig", None) is not None or exc.__cause__ is not None:  # the database driver's own words
+        exc = getattr(exc, "orig", None) or exc.__cause__
+    text, where = one_line(exc, 300), f"tracking.uri={redact(uri)!r}"
+    db = sqlite_path(uri)
+    if "readonly database" in text or "read-only file system" in text.lower():
+        return (f"{where}: the database {db or ''} is read-only; make it and its folder writable, or point "
+                f"tracking.uri (or MLFLOW_TRACKING_URI) at a store you can write ({text})")
+    if "database is locked" in text:
+        return (f"{where}: the database {db or ''} is locked by another process (an open transaction, or a "
+                f"network file system without locking); close that process or use another store ({text})")
+    if "unable to open database file" in text:
+        return f"{where}: cannot create or open the database {db or ''}: is its folder writable? ({text})"
+    return f"{where}: cannot open the MLflow store ({text})"
+
+
+def reachable_uri(uri: str, fallback_to_local: bool, root_dir: str) -> str:
+    """``uri`` itself, unless it is a tracking server that does not answer: then a one-line error
+    before any work (MLflow's client would retry for minutes), or with ``fallback_to_local`` the
+    project's own sqlite store, said in a warning."""
+    if urlparse(uri).scheme not in ("http", "https"):
+        return uri
+    problem = server_problem(uri)
+    if problem is None:
+        return uri
+    local = f"sqlite:///{Path(root_dir).resolve() / 'mlflow.db'}"
+    if fallback_to_local:
+        log.warning("tracking server %s does not answer (%s); tracking.fallback_to_local=true: logging to %s "
+                    "instead", redact(uri), problem, local)
+        return local
+    raise TrackingError(f"tracking.uri={redact(uri)!r} does not answer ({problem}): start the server "
+                        "(mlflow server --host 127.0.0.1 --port <port>), fix tracking.uri or MLFLOW_TRACKING_URI, "
+                        f"or add tracking.fallback_to_local=true to log to {local} instead")
+
+
+def server_problem(uri: str, timeout: float = 5.0) -> str | None:
+    """None when an MLflow server answers at ``uri`` (any HTTP answer counts: auth is MLflow's business),
+    else what went wrong (refused, timed out, unknown host)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return one_line(reason if isinstance(reason, BaseException) else exc, 200) or type(exc).__name__
 
 
 def _open_store(uri: str) -> MlflowClient:
@@ -84,9 +140,15 @@ def _open_store(uri: str) -> MlflowClient:
 
 
 @contextmanager
-def active_run(experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
-    """A run that always ends in a true state: FINISHED, KILLED (interrupt) or FAILED (with a reason)."""
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags))
+def active_run(experiment_id: str, run_name: str, tags: Mapping[str, str],
+               run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """A run that always ends in a true state: FINISHED, KILLED (interrupt) or FAILED (with a reason).
+    ``run_id``: continue that run (resume) instead of starting a new one."""
+    try:
+        with _quiet_store_errors():
+            run = _start_or_continue(experiment_id, run_name, tags, run_id)
+    except Exception as exc:
+        raise TrackingError(store_problem(mlflow.get_tracking_uri(), exc)) from None
     try:
         yield run
     except KeyboardInterrupt:
@@ -97,6 +159,30 @@ def active_run(experiment_id: str, run_name: str, tags: Mapping[str, str]) -> It
         _end_quietly(RunStatus.FAILED, f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
         raise
     mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _start_or_continue(experiment_id: str, run_name: str, tags: Mapping[str, str],
+                       run_id: str | None) -> mlflow.ActiveRun:
+    if run_id is None:
+        return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=redact_all(tags))
+    run = mlflow.start_run(run_id=run_id)
+    mlflow.set_tags(redact_all(tags))
+    if "failure_reason" in run.data.tags:  # why the first part ended; the run goes on now
+        MlflowClient().delete_tag(run_id, "failure_reason")
+    return run
+
+
+@contextmanager
+def _quiet_store_errors() -> Iterator[None]:
+    """MLflow logs a store error with its whole traceback before raising it; the raised error
+    becomes our one line, so its log record is dropped."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _end_quietly(status: int, reason: str, details: str | None = None) -> None:
@@ -118,6 +204,62 @@ def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
     mlflow.log_metrics(dict(metrics), step=epoch)
 
 
+def log_missing_epochs(run_id: str, history: Mapping[str, list[float]]) -> int:
+    """A resumed run: log the checkpoint's epochs that MLflow lacks (an interrupt can fall between
+    saving an epoch and logging it), so every epoch is in MLflow exactly once. Returns how many."""
+    have = {m.step for m in MlflowClient().get_metric_history(run_id, "loss")}
+    missing = [epoch for epoch in range(len(history.get("loss", []))) if epoch not in have]
+    for epoch in missing:
+        log_epoch(epoch, {name: values[epoch] for name, values in history.items()})
+    return len(missing)
+
+
+def log_run_record(config: Mapping[str, Any], output_dir: str, model_summary: str,
+                   extra_params: Mapping[str, str]) -> None:
+    """What a new run records before training: every config value as a param, the config and
+    Hydra's files, the model summary, and what is needed to repeat it (installed packages, the
+    uncommitted changes). Secrets from the environment are masked in all of it."""
+    import yaml
+
+    mlflow.log_params(redact_all({**flatten(config), **extra_params}))
+    mlflow.log_text(redact(yaml.safe_dump(config, sort_keys=False)), "config.yaml")
+    mlflow.log_text(model_summary, "model_summary.txt")
+    hydra_dir = Path(output_dir) / ".hydra"
+    for path in sorted(hydra_dir.glob("*.yaml")) if hydra_dir.is_dir() else []:
+        mlflow.log_text(redact(path.read_text()), f"hydra/{path.name}")
+    mlflow.log_text(installed_packages(), "environment/requirements.txt")
+    diff = _git(code_dir(str(config.get("root_dir", "."))), "diff", "HEAD", "--no-color")
+    if diff:
+        mlflow.log_text(redact(diff) + "\n", "environment/git_diff.patch")
+
+
+def installed_packages() -> str:
+    """pip freeze, without running pip: every distribution in this environment, name==version."""
+    from importlib.metadata import distributions
+
+    names = {f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]}
+    return "\n".join(sorted(names, key=str.lower)) + "\n"
+
+
+#: environment variables whose values never reach MLflow (matched case-insensitively)
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|PRIVATE|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
+_URL_PASSWORD = re.compile(r"(\w+://[^/\s:@]+):[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of secret-looking environment variables and URL passwords masked."""
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
+    for name in list(os.environ):  # a snapshot: MLflow's threads set and unset variables meanwhile
+        value = os.environ.get(name) or ""
+        if len(value) >= 6 and SECRET_NAME.search(name) and value in text:
+            text = text.replace(value, "***")
+    return text
+
+
+def redact_all(values: Mapping[str, Any]) -> dict[str, str]:
+    return {redact(str(k)): redact(str(v)) for k, v in values.items()}
+
+
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     """{"model": {"layers": [{"type": "Dense"}]}} -> {"model.layers.0.type": "Dense"}."""
     items = tree.items() if isinstance(tree, Mapping) else enumerate(tree) if isinstance(tree, list) else None
@@ -132,12 +274,16 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 def environment_tags(root_dir: str, output_dir: str) -> dict[str, str]:
     """What is needed to know where a run came from and to repeat it (no TensorFlow import:
     a sweep's launcher process records the same without loading it)."""
-    commit = _git(root_dir, "rev-parse", "HEAD")
-    dirty = _git(root_dir, "status", "--porcelain", "--untracked-files=no")
+    commit = _git(code_dir(root_dir), "rev-parse", "HEAD")
+    dirty = _git(code_dir(root_dir), "status", "--porcelain", "--untracked-files=no")
     return {
         "git.commit": commit or "unknown (not a git checkout)",
         "git.dirty": "unknown" if commit is None else str(bool(dirty)).lower(),
         "hostname": socket.gethostname(),
+        "host.cpu": cpu_model(),
+        "host.cores": str(os.cpu_count()),
+        "host.os": platform.platform(),
+        "command": redact(os.environ.get("MNISTLAB_COMMAND") or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])),
         "version.python": platform.python_version(),
         "version.tensorflow": _version("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly"),
         "version.keras": _version("keras"),
@@ -145,6 +291,23 @@ def environment_tags(root_dir: str, output_dir: str) -> dict[str, str]:
         "version.mnistlab": mnistlab.__version__,
         "hydra.output_dir": output_dir,
     }
+
+
+def code_dir(root_dir: str) -> str:
+    """The checkout the code runs from (run.py's folder), whose git state a run records; outputs
+    may go elsewhere (MNISTLAB_ROOT)."""
+    return os.environ.get("MNISTLAB_CODE_DIR") or root_dir
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (results differ across CPU models: instruction sets, thread counts)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def log_keras_model(model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
@@ -162,6 +325,21 @@ def log_keras_model(model: Any, input_shape: tuple[int, ...], num_classes: int) 
     )
     requirements = [f"mlflow=={mlflow.__version__}", f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
     mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature, pip_requirements=requirements)
+
+
+def load_keras_model(model_uri: str) -> Any:
+    """A logged model, loaded with Keras's safe mode on: a model file that carries Python code
+    (a Lambda layer's bytecode) is refused instead of executed."""
+    import mlflow.keras
+
+    try:
+        return mlflow.keras.load_model(model_uri, load_model_kwargs={"safe_mode": True})
+    except ValueError as exc:
+        if "safe_mode" not in str(exc):
+            raise
+        raise TrackingError(f"{model_uri}: the model holds Python code (e.g. a Lambda layer), which Keras's safe "
+                            "mode refuses to run; load it with keras.saving.load_model(..., safe_mode=False) only "
+                            "if you trust where it came from") from None
 
 
 def where_to_look(uri: str, experiment_id: str, run_id: str) -> list[str]:

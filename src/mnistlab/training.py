@@ -15,6 +15,8 @@ from collections.abc import Callable, Collection, Mapping
 import keras
 import numpy as np
 
+from mnistlab import checkpoints
+from mnistlab.checkpoints import Checkpoint
 from mnistlab.config import MONITORS, loss_spec
 from mnistlab.data import Dataset
 from mnistlab.errors import MnistlabError
@@ -173,36 +175,77 @@ def compile_model(model: keras.Model, opt: Mapping, loss: Mapping, trainer: Mapp
 
 
 def fit(model: keras.Model, data: Dataset, epochs: int, batch_size: int, verbose: str | int,
-        on_epoch_end: EpochReport, callbacks: Mapping | None = None, checkpoint_dir: str | Path | None = None
-        ) -> TrainResult:
+        on_epoch_end: EpochReport, callbacks: Mapping | None = None, checkpoint_dir: str | Path | None = None,
+        seed: int = 0, checkpoint_state: Mapping | None = None, resume: Checkpoint | None = None) -> TrainResult:
     """Train; ``on_epoch_end(epoch, metrics)`` sees each epoch's metrics as soon as it ends.
 
     ``callbacks``: the config group (early stopping; best checkpoint, saved in ``checkpoint_dir``
-    and loaded back into ``model`` when training ends)."""
+    and loaded back into ``model`` when training ends). ``checkpoint_state``: when given, every
+    epoch is checkpointed in ``checkpoint_dir`` with this (the run id, the config) beside it;
+    ``resume``: a checkpoint to continue from, at its next epoch. Batches are shuffled by
+    ``seed`` and epoch number, so a resumed run sees the same batches as an uninterrupted one.
+    """
     validation = (data.x_val, data.y_val) if len(data.x_val) else None
-    result = TrainResult()
-    keras_callbacks: list[keras.callbacks.Callback] = [_StopOnNaN(), _EpochReporter(on_epoch_end, result.history)]
+    result = TrainResult(history={k: list(v) for k, v in resume.state["history"].items()} if resume else {})
+    first_epoch = resume.epochs_done if resume else 0
+    keras_callbacks: list[keras.callbacks.Callback] = [_StopOnNaN()]
     stopping = (callbacks or {}).get("early_stopping") or {}
+    early_stopping = best_saver = None
     if stopping.get("enabled"):
-        keras_callbacks.append(keras.callbacks.EarlyStopping(
+        early_stopping = keras.callbacks.EarlyStopping(
             monitor=stopping["monitor"], mode=MONITORS[stopping["monitor"]], patience=stopping["patience"],
-            min_delta=stopping["min_delta"]))
+            min_delta=stopping["min_delta"])
+        keras_callbacks.append(early_stopping)
     best = (callbacks or {}).get("best_checkpoint") or {}
-    best_path = Path(checkpoint_dir or ".") / BEST_WEIGHTS
+    directory = Path(checkpoint_dir or ".")
+    best_path = directory / BEST_WEIGHTS
     if best.get("enabled"):
         best_path.parent.mkdir(parents=True, exist_ok=True)
-        keras_callbacks.append(keras.callbacks.ModelCheckpoint(
+        best_saver = keras.callbacks.ModelCheckpoint(
             str(best_path), monitor=best["monitor"], mode=MONITORS[best["monitor"]], save_best_only=True,
-            save_weights_only=True))
+            save_weights_only=True)
+        keras_callbacks.append(best_saver)
+    epoch_end = _EpochEnd(on_epoch_end, result.history, directory if checkpoint_state is not None else None,
+                          checkpoint_state or {}, early_stopping, best_saver, resume)
+    keras_callbacks.append(epoch_end)  # last: it checkpoints what the callbacks above decided
     start = time.perf_counter()
-    model.fit(data.x_train, data.y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
-              validation_data=validation, verbose=keras_verbosity(verbose), callbacks=keras_callbacks)
-    result.train_time_s = time.perf_counter() - start
+    if not (resume and resume.training_done):
+        steps = math.ceil(len(data.x_train) / batch_size)
+        model.fit(shuffled_batches(data.x_train, data.y_train, batch_size, seed, first_epoch, epochs),
+                  steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
+                  validation_data=validation,
+                  verbose=keras_verbosity(verbose), callbacks=keras_callbacks)
+    elif resume:
+        epoch_end.restore(model)  # training was over: only the weights to test are needed
+    result.train_time_s = time.perf_counter() - start + (resume.state.get("train_time_s", 0.0) if resume else 0.0)
     if best.get("enabled") and best_path.is_file():
         model.load_weights(str(best_path))
         values = result.history[best["monitor"]]
         result.best_epoch = int(np.argmax(values) if MONITORS[best["monitor"]] == "max" else np.argmin(values))
     return result
+
+
+def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int, epochs: int):
+    """Batches of epochs ``first_epoch`` .. ``epochs - 1``, each epoch in an order drawn from
+    (seed, epoch) alone: epoch 7 has the same batches whether or not the run stopped at epoch 5.
+    (Keras's own shuffle continues one generator across epochs, which a resumed fit restarts.)
+    Like Keras's array adapter: the arrays enter once, each batch is a gather; the last one may be short."""
+    import tensorflow as tf
+
+    n = len(x)
+    full = n // batch_size * batch_size
+
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                         seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], (-1, batch_size)))
+        return batches.concatenate(tf.data.Dataset.from_tensors(order[full:])) if full < n else batches
+
+    indices = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    arrays = tf.data.Dataset.from_tensors((x, y)).repeat()
+    return (tf.data.Dataset.zip(indices, arrays)
+            .map(lambda i, xy: (tf.gather(xy[0], i), tf.gather(xy[1], i)), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def keras_verbosity(verbose: str | int) -> int:
@@ -225,23 +268,83 @@ def evaluate(model: keras.Model, data: Dataset, loss: Mapping) -> tuple[dict[str
     return {"test_loss": test_loss, "test_accuracy": accuracy}, probabilities
 
 
-class _EpochReporter(keras.callbacks.Callback):
-    """Per-epoch metrics plus wall time and learning rate, handed on at each epoch's end."""
+class _EpochEnd(keras.callbacks.Callback):
+    """At each epoch's end: the metrics (plus wall time and learning rate) into the history, a
+    checkpoint of the epoch, then the report (MLflow). In that order: a metric point in MLflow
+    always has its checkpoint, and a resume logs the points the checkpoint has and MLflow lacks.
 
-    def __init__(self, report: EpochReport, history: dict[str, list[float]]) -> None:
+    A diverged epoch is never checkpointed: the last checkpoint stays the last good epoch."""
+
+    def __init__(self, report: EpochReport, history: dict[str, list[float]], directory: Path | None,
+                 state: Mapping, early_stopping: keras.callbacks.EarlyStopping | None,
+                 best_saver: keras.callbacks.ModelCheckpoint | None, resume: Checkpoint | None) -> None:
         super().__init__()
-        self._report, self._history, self._start = report, history, 0.0
+        self._report, self._history, self._directory, self._state = report, history, directory, dict(state)
+        self._early_stopping, self._best_saver, self._resume = early_stopping, best_saver, resume
+        self._start = 0.0
+        self._train_start = time.perf_counter()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._train_start = time.perf_counter()
+        if self._resume is not None:  # after the other callbacks reset themselves
+            self.restore(self.model)
+
+    def restore(self, model: keras.Model) -> None:
+        """The checkpointed epoch: weights, optimizer state (step count: the schedule goes on),
+        the random generators of dropout and augmentation, and the callbacks' bookkeeping."""
+        state = self._resume.state
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(str(self._resume.weights))
+        for generator, value in zip(_seed_generators(model), state["seed_states"], strict=True):
+            generator.state.assign(np.array(value, dtype=generator.state.dtype))
+        if self._early_stopping is not None and state.get("early_stopping"):
+            for name, value in state["early_stopping"].items():
+                setattr(self._early_stopping, name, value)
+        if self._best_saver is not None and state.get("best_checkpoint"):
+            self._best_saver.best = state["best_checkpoint"]["best"]
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         metrics = {k: float(v) for k, v in (logs or {}).items()}
-        metrics["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        if bad:  # the per-batch check runs in a helper thread and may not have fired yet
+            name, value = next(iter(bad.items()))
+            raise TrainingDiverged(f"training diverged: {name} is {value} at epoch {epoch + 1}; "
+                                   f"try a lower optimizer.lr (it is {self._lr():g})")
+        metrics["lr"] = self._lr()
         metrics["epoch_time_s"] = time.perf_counter() - self._start
         for name, value in metrics.items():
             self._history.setdefault(name, []).append(value)
+        if self._directory is not None:
+            self._checkpoint(epoch + 1)
         self._report(epoch, metrics)
+
+    def _lr(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def _checkpoint(self, epochs_done: int) -> None:
+        self._directory.mkdir(parents=True, exist_ok=True)
+        weights_file = checkpoints.weights_name(epochs_done)
+        self.model.save_weights(str(self._directory / weights_file))
+        state = {**self._state, "history": self._history, "stopped_early": bool(self.model.stop_training),
+                 "train_time_s": time.perf_counter() - self._train_start
+                 + (self._resume.state.get("train_time_s", 0.0) if self._resume else 0.0),
+                 "seed_states": [keras.ops.convert_to_numpy(g.state).tolist() for g in _seed_generators(self.model)]}
+        if self._early_stopping is not None:
+            es = self._early_stopping
+            state["early_stopping"] = {"wait": es.wait, "best": None if es.best is None else float(es.best),
+                                       "best_epoch": es.best_epoch}
+        if self._best_saver is not None:
+            state["best_checkpoint"] = {"best": float(self._best_saver.best)}
+        checkpoints.write(self._directory, epochs_done, weights_file, state)
+
+
+def _seed_generators(model: keras.Model) -> list:
+    """Every random generator in the model (dropout, augmentation layers), in a stable order."""
+    return [generator for layer in model._flatten_layers() for generator in getattr(layer, "_seed_generators", [])]
 
 
 class _StopOnNaN(keras.callbacks.Callback):
