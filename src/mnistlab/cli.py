@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 import signal
 import sys
 import traceback
@@ -22,19 +23,24 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
-from mnistlab.errors import MnistlabError, Terminated, one_line
+from mnistlab.errors import ConfigError, MnistlabError, Terminated, one_line
 from mnistlab.sweep import Sweep
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
 ONE_LINE_ERRORS = "MNISTLAB_ONE_LINE_ERRORS"  # set by entry(); inherited by launcher processes
+COMMAND = "MNISTLAB_COMMAND"  # likewise
+CODE_DIR = "MNISTLAB_CODE_DIR"  # likewise
 
 
 def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
     """Call a ``@hydra.main`` function; turn every failure into one line and an exit code."""
     os.environ.setdefault("MNISTLAB_ROOT", str(root_dir.resolve()))
+    os.environ[CODE_DIR] = str(root_dir.resolve())  # the checkout whose git commit the runs record
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO chatter
+    # the command line as typed, for the runs' "command" tag (a launcher's worker processes have their own argv)
+    os.environ[COMMAND] = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's full tracebacks
         hydra_main()
         return
@@ -82,6 +88,13 @@ def task(cfg: DictConfig) -> float | None:
     try:
         valid = validate(cfg)
         run_name = valid.tracking.run_name or run_name
+        if valid.resume:
+            from mnistlab.checkpoints import check_overrides
+
+            if in_sweep:
+                raise ConfigError("resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)",
+                                  valid.resume)
+            check_overrides(list(hydra_cfg.overrides.task))
         with _sigterm_as_interrupt():
             from mnistlab import runner  # TensorFlow and MLflow load here, after validation
 
@@ -93,7 +106,7 @@ def task(cfg: DictConfig) -> float | None:
         if os.environ.get(ONE_LINE_ERRORS) and not in_sweep:
             exit_for(exc, output_dir)  # else Hydra reports it, adding lines of its own
         raise
-    print(summary(result, valid), flush=True)
+    print(summary(result, result.config or valid), flush=True)
     return result.objective
 
 
@@ -115,6 +128,7 @@ def _job_failed(exc: Exception, sweep: Sweep, job: int, run_name: str, output_di
 def exit_for(exc: BaseException, output_dir: str | None = None) -> None:
     """Print ``exc`` as one line on stderr and exit with the code that says what happened."""
     message, code = describe(exc, output_dir)
+    message = " ".join(message.replace("\r", "\n").split("\n"))  # one line, whatever text it quotes
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
 
@@ -122,19 +136,35 @@ def exit_for(exc: BaseException, output_dir: str | None = None) -> None:
 def describe(exc: BaseException, output_dir: str | None = None) -> tuple[str, int]:
     """One line for ``exc`` and the exit code that says what happened; an unexpected exception's
     traceback is saved to ``output_dir``."""
+    import sysconfig
+
+    import hydra
+    import omegaconf
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    hint = f"; {exc.hint}" if getattr(exc, "hint", None) else ""  # where an interrupted run can resume from
     if isinstance(exc, Terminated):
-        return "terminated (SIGTERM)", EXIT_TERMINATED
+        return "terminated (SIGTERM)" + hint, EXIT_TERMINATED
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted", EXIT_INTERRUPTED
+        return "interrupted" + hint, EXIT_INTERRUPTED
     if isinstance(exc, MnistlabError):
         return str(exc), exc.exit_code
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
         return hydra_error_line(exc), EXIT_USAGE
     if isinstance(exc, yaml.YAMLError):  # a config file that is not valid YAML (names file and line)
         return "invalid YAML: " + one_line(exc), EXIT_USAGE
+    # raised by Hydra itself, or for it by OmegaConf or the standard library (e.g. logging for
+    # hydra.verbose=[1]): Hydra refusing the command line (e.g. model=1), told plainly
+    def helper(path: Path) -> bool:  # OmegaConf, or the standard library (not the packages installed in it)
+        return path.is_relative_to(Path(omegaconf.__file__).parent) or (
+            path.is_relative_to(sysconfig.get_paths()["stdlib"])
+            and not {"site-packages", "dist-packages"} & set(path.parts))
+
+    frames = [Path(frame.f_code.co_filename) for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    raiser = next((path for path in reversed(frames) if not helper(path)), None)
+    if isinstance(exc, Exception) and raiser and raiser.is_relative_to(Path(hydra.__file__).parent):
+        return hydra_error_line(exc), EXIT_USAGE
     saved = _save_traceback(exc, output_dir) if output_dir else None
     hint = f"traceback in {saved}" if saved else "set HYDRA_FULL_ERROR=1 for the traceback"
     return f"{type(exc).__name__}: {one_line(exc)} ({hint})", EXIT_FAILED
@@ -145,7 +175,7 @@ def summary(result: Any, cfg: DictConfig) -> str:
     from mnistlab.tracking import where_to_look
 
     m = result.metrics
-    first, *rest = where_to_look(cfg.tracking.uri, result.experiment_id, result.run_id)
+    first, *rest = where_to_look(result.tracking_uri or cfg.tracking.uri, result.experiment_id, result.run_id)
     epochs = f"{cfg.trainer.epochs} epochs"
     if m["epochs_run"] < cfg.trainer.epochs:
         epochs = f"{m['epochs_run']:.0f} of {epochs} (stopped early)"
@@ -164,7 +194,18 @@ def summary(result: Any, cfg: DictConfig) -> str:
 
 def hydra_error_line(exc: BaseException) -> str:
     """Hydra's multi-line composition errors, as one line that keeps what the user needs."""
-    text = str(exc)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    text = str(exc) or type(exc).__name__
+    if not isinstance(exc, (HydraException, OmegaConfBaseException)):  # Hydra's plain errors (e.g. model=1)
+        # the override Hydra was applying, if any: name it, instead of printing its repr or nothing
+        override = next((frame.f_locals["override"].input_line for frame, _ in
+                         reversed(list(traceback.walk_tb(exc.__traceback__)))
+                         if hasattr(frame.f_locals.get("override"), "input_line")), None)
+        if override:
+            return f"{override}: {' '.join(re.sub(r'[ :]*Override[(].*', '', text, flags=re.S).split())}"
+        text = "Hydra cannot use this command line: " + text
     if exc.__cause__ is not None:
         text += "\n" + str(exc.__cause__)
     unknown = re.search(r"Could not override '([^']+)'", text)

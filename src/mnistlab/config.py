@@ -26,12 +26,16 @@ PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 #: Keras layers whose ``rate`` is a dropout probability, checked to be in [0, 1)
 DROPOUT_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "AlphaDropout")
 VERBOSE_CHOICES = ("auto", 0, 1, 2)
+#: the largest count TensorFlow takes for epochs, steps, batch sizes and threads (int32); larger
+#: values used to fail deep inside TensorFlow with a misleading error
+MAX_COUNT = 2**31 - 1
 
 
-def rule(default: Any, *, ge: float | None = None, gt: float | None = None,
-         lt: float | None = None, choices: tuple | None = None) -> Any:
-    """A dataclass field with the bounds (or allowed values) its value must respect."""
-    bounds = {k: v for k, v in dict(ge=ge, gt=gt, lt=lt, choices=choices).items() if v is not None}
+def rule(default: Any, *, ge: float | None = None, gt: float | None = None, lt: float | None = None,
+         le: float | None = None, choices: tuple | None = None) -> Any:
+    """A dataclass field with the bounds (or allowed values) its value must respect; ``le`` is a
+    limit of the implementation (TensorFlow's int32), reported on its own."""
+    bounds = {k: v for k, v in dict(ge=ge, gt=gt, lt=lt, le=le, choices=choices).items() if v is not None}
     return field(default=default, metadata=bounds)
 
 
@@ -98,7 +102,7 @@ class SchedulerConfig:
 
 @dataclass
 class StepConfig(SchedulerConfig):
-    every_epochs: int = rule(2, ge=1)
+    every_epochs: int = rule(2, ge=1, le=MAX_COUNT)
     factor: float = rule(0.5, gt=0, lt=1)
 
 
@@ -152,10 +156,10 @@ class CallbacksConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = rule(5, ge=1)
-    batch_size: int = rule(128, ge=1)
+    epochs: int = rule(5, ge=1, le=MAX_COUNT)
+    batch_size: int = rule(128, ge=1, le=MAX_COUNT)
     verbose: Any = rule("auto", choices=VERBOSE_CHOICES)
-    steps_per_execution: int = rule(1, ge=1)
+    steps_per_execution: int = rule(1, ge=1, le=MAX_COUNT)
     jit_compile: bool = False
     threads: Any = "auto"  # "auto" or an integer >= 1, checked by _check_threads
     precision: str = rule("float32", choices=PRECISIONS)
@@ -202,6 +206,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         typed[group] = _merge(schema, raw[group], group + ".")
     _check_rules(typed, Config, "")
     _check_tracking(typed.tracking)
+    if typed.data.dir is not None and not typed.data.dir.strip():  # "" would be the current directory
+        raise ConfigError("data.dir", "must not be empty (the folder with the MNIST files, or null to download them)",
+                          typed.data.dir)
     _check_threads(typed.trainer.threads)
     _check_layers(typed.model.layers)
     _check_combinations(typed)
@@ -253,6 +260,8 @@ def _merge(schema: type, raw: Any, prefix: str) -> DictConfig:
         raise ConfigError(prefix + key, f"unknown key; allowed keys here: {allowed}", _lookup(raw, key)) from None
     except ValidationError as exc:
         key = _dotted(exc.full_key)
+        if not key or _field_type(schema, key) is None:  # e.g. data.augment=1: OmegaConf names no key
+            key = _misplaced(schema, raw) or key
         raise ConfigError(prefix + key, f"expected {_describe(_field_type(schema, key))}", _lookup(raw, key)) from None
     except OmegaConfBaseException as exc:
         raise ConfigError(prefix + _dotted(getattr(exc, "full_key", "")), _first_line(exc)) from None
@@ -267,6 +276,8 @@ def _check_rules(node: DictConfig, schema: type, prefix: str) -> None:
             _check_rules(value, OmegaConf.get_type(value), key + ".")
             continue
         if value is None:
+            if "choices" in f.metadata and None not in f.metadata["choices"]:  # Any-typed, e.g. trainer.verbose
+                raise ConfigError(key, f"must be one of {', '.join(map(str, f.metadata['choices']))}", value)
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(key, "must be a finite number", value)
@@ -276,18 +287,23 @@ def _check_rules(node: DictConfig, schema: type, prefix: str) -> None:
         ge, gt, lt = meta.get("ge"), meta.get("gt"), meta.get("lt")
         if (ge is not None and value < ge) or (gt is not None and value <= gt) or (lt is not None and value >= lt):
             raise ConfigError(key, _bounds_text(ge, gt, lt), value)
+        if meta.get("le") is not None and value > meta["le"]:
+            raise ConfigError(key, f"must be <= {meta['le']}", value)
 
 
 def _check_tracking(tracking: DictConfig) -> None:
     if not tracking.uri.strip():
-        raise ConfigError("tracking.uri", "must not be empty (sqlite:///path/mlflow.db or http://host:port)", tracking.uri)
+        raise ConfigError("tracking.uri", "must not be empty (sqlite:///path/mlflow.db or http://host:port)",
+                          tracking.uri)
     if not tracking.experiment.strip():
         raise ConfigError("tracking.experiment", "must not be empty", tracking.experiment)
 
 
 def _check_threads(threads: Any) -> None:
-    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError("trainer.threads", "must be auto (cores / parallel jobs) or an integer >= 1", threads)
+    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int)
+                              or not 1 <= threads <= MAX_COUNT):
+        limit = f" (at most {MAX_COUNT})" if isinstance(threads, int) and threads > MAX_COUNT else ""
+        raise ConfigError("trainer.threads", "must be auto (cores / parallel jobs) or an integer >= 1" + limit, threads)
 
 
 def _check_layers(layers: List[Any]) -> None:
@@ -324,6 +340,13 @@ def _field_type(schema: Any, dotted: str) -> Any:
     tp = schema
     for part in filter(None, dotted.split(".")):
         tp = _unwrap(tp)
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is list and args and part.isdigit():
+            tp = args[0]
+            continue
+        if origin is dict and len(args) == 2:
+            tp = args[1]
+            continue
         if not dataclasses.is_dataclass(tp):
             return None
         hints = typing.get_type_hints(tp)
@@ -331,6 +354,31 @@ def _field_type(schema: Any, dotted: str) -> Any:
             return None
         tp = hints[part]
     return tp
+
+
+def _misplaced(tp: Any, raw: Any, path: str = "") -> str | None:
+    """The first key in ``raw`` whose value is not the kind of thing ``tp`` wants there: a scalar where
+    a mapping or a list belongs, or a mapping or a list where a scalar does (OmegaConf may not say which)."""
+    tp = _unwrap(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if raw is None:
+        return None
+    if dataclasses.is_dataclass(tp) or origin is dict:
+        if not isinstance(raw, dict):
+            return path
+        hints = typing.get_type_hints(tp) if dataclasses.is_dataclass(tp) else {}
+        children = [(k, hints.get(k) if hints else args[-1] if args else None, v) for k, v in raw.items()]
+    elif origin is list:
+        if not isinstance(raw, list):
+            return path
+        children = [(i, args[0] if args else None, v) for i, v in enumerate(raw)]
+    else:
+        return path if isinstance(raw, (dict, list)) and tp in (int, float, bool, str) else None
+    for key, child_tp, value in children:
+        found = _misplaced(child_tp, value, f"{path}.{key}" if path else str(key)) if child_tp is not None else None
+        if found is not None:
+            return found
+    return None
 
 
 def _unwrap(tp: Any) -> Any:
@@ -342,7 +390,9 @@ def _describe(tp: Any) -> str:
     optional = typing.get_origin(tp) is typing.Union and type(None) in typing.get_args(tp)
     base = _unwrap(tp)
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    text = names.get(base) or {list: "a list", dict: "a mapping"}.get(typing.get_origin(base), "a value of another type")
+    text = names.get(base) or {list: "a list", dict: "a mapping"}.get(typing.get_origin(base))
+    if text is None:
+        text = "a mapping" if dataclasses.is_dataclass(base) else "a value of another type"
     return text + " or null" if optional else text
 
 
