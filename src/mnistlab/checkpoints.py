@@ -56,6 +56,11 @@ class Checkpoint:
         return self.state["config"]
 
     @property
+    def train_time_s(self) -> float:
+        """Training time of the parts before this checkpoint (a resumed run adds its own)."""
+        return float(self.state.get("train_time_s", 0.0))
+
+    @property
     def training_done(self) -> bool:
         """All epochs ran, or early stopping had already ended training."""
         return self.epochs_done >= self.config["trainer"]["epochs"] or bool(self.state.get("stopped_early"))

@@ -215,9 +215,9 @@ def fit(model: keras.Model, data: Dataset, epochs: int, batch_size: int, verbose
                   steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
                   validation_data=validation,
                   verbose=keras_verbosity(verbose), callbacks=keras_callbacks)
-    elif resume:
+    else:
         epoch_end.restore(model)  # training was over: only the weights to test are needed
-    result.train_time_s = time.perf_counter() - start + (resume.state.get("train_time_s", 0.0) if resume else 0.0)
+    result.train_time_s = time.perf_counter() - start + epoch_end.earlier_train_time_s
     if best.get("enabled") and best_path.is_file():
         model.load_weights(str(best_path))
         values = result.history[best["monitor"]]
@@ -283,6 +283,7 @@ class _EpochEnd(keras.callbacks.Callback):
         self._early_stopping, self._best_saver, self._resume = early_stopping, best_saver, resume
         self._start = 0.0
         self._train_start = time.perf_counter()
+        self.earlier_train_time_s = resume.train_time_s if resume else 0.0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._train_start = time.perf_counter()
@@ -330,8 +331,7 @@ class _EpochEnd(keras.callbacks.Callback):
         weights_file = checkpoints.weights_name(epochs_done)
         self.model.save_weights(str(self._directory / weights_file))
         state = {**self._state, "history": self._history, "stopped_early": bool(self.model.stop_training),
-                 "train_time_s": time.perf_counter() - self._train_start
-                 + (self._resume.state.get("train_time_s", 0.0) if self._resume else 0.0),
+                 "train_time_s": time.perf_counter() - self._train_start + self.earlier_train_time_s,
                  "seed_states": [keras.ops.convert_to_numpy(g.state).tolist() for g in _seed_generators(self.model)]}
         if self._early_stopping is not None:
             es = self._early_stopping
