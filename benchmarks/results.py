@@ -26,7 +26,8 @@ def machine() -> str:
 def write_section(name: str, title: str, body: str) -> None:
     """Replace section ``name`` of RESULTS.md, keeping the sections other scripts wrote."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by the scripts in this folder.\n"
+    text = (RESULTS.read_text() if RESULTS.exists()
+            else "# Benchmark results\n\nWritten by the scripts in this folder.\n")
     block = f"{start}\n## {title} ({time.strftime('%Y-%m-%d')})\n\n{body}\n{end}"
     if start in text:
         text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
