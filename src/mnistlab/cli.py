@@ -84,7 +84,8 @@ def task(cfg: DictConfig) -> float | None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     sweep = Sweep.load(hydra_cfg.sweep.dir) if in_sweep else None
     job = int(hydra_cfg.job.num) if in_sweep else 0
-    run_name = hydra_cfg.job.override_dirname or "defaults"
+    # as typed: an override like seed=${oc.env:NOPE} must fail in validation, not while naming the run
+    run_name = OmegaConf.to_container(hydra_cfg.job, resolve=False).get("override_dirname") or "defaults"
     try:
         valid = validate(cfg)
         run_name = valid.tracking.run_name or run_name
@@ -128,7 +129,7 @@ def _job_failed(exc: Exception, sweep: Sweep, job: int, run_name: str, output_di
 def exit_for(exc: BaseException, output_dir: str | None = None) -> None:
     """Print ``exc`` as one line on stderr and exit with the code that says what happened."""
     message, code = describe(exc, output_dir)
-    message = " ".join(message.replace("\r", "\n").split("\n"))  # one line, whatever text it quotes
+    message = " ".join(message.splitlines())  # one line, whatever text it quotes
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
 

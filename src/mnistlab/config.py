@@ -29,6 +29,8 @@ VERBOSE_CHOICES = ("auto", 0, 1, 2)
 #: the largest count TensorFlow takes for epochs, steps, batch sizes and threads (int32); larger
 #: values used to fail deep inside TensorFlow with a misleading error
 MAX_COUNT = 2**31 - 1
+#: names TensorFlow accepts for the model's root name scope (other names failed when training started)
+MODEL_NAME = r"([A-Za-z0-9.][A-Za-z0-9_.>-]*)?"
 
 
 def rule(default: Any, *, ge: float | None = None, gt: float | None = None, lt: float | None = None,
@@ -210,6 +212,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         raise ConfigError("data.dir", "must not be empty (the folder with the MNIST files, or null to download them)",
                           typed.data.dir)
     _check_threads(typed.trainer.threads)
+    if not re.fullmatch(MODEL_NAME, typed.model.name):  # Keras names the model's TensorFlow scope after it
+        raise ConfigError("model.name", "must start with a letter, a digit or '.', followed by letters, digits "
+                          "and _ . - > (TensorFlow names a scope after it)", typed.model.name)
     _check_layers(typed.model.layers)
     _check_combinations(typed)
     OmegaConf.set_readonly(typed, True)
@@ -230,7 +235,7 @@ def loss_spec(loss: Any) -> tuple[str, dict, str]:
 def _schema_of(group: str, node: Any, options: Dict[str, type]) -> type:
     """The schema of a group whose keys depend on its ``name`` (each optimizer has its own)."""
     name = node.get("name") if isinstance(node, dict) else node
-    if name not in options:
+    if not isinstance(name, str) or name not in options:  # a mapping or a list would not even hash
         raise ConfigError(f"{group}.name", f"unknown {group}; choose one of {', '.join(options)}", name)
     return options[name]
 

@@ -172,17 +172,35 @@ def _start_or_continue(experiment_id: str, run_name: str, tags: Mapping[str, str
     return run
 
 
+class _Held(logging.Filter):
+    """Keeps a logger's records back until we know whether they are news or part of an error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
 @contextmanager
 def _quiet_store_errors() -> Iterator[None]:
     """MLflow logs a store error with its whole traceback before raising it; the raised error
-    becomes our one line, so its log record is dropped."""
+    becomes our one line, so its log record is dropped. Its warnings about Databricks credentials
+    are held back: shown if the store opens anyway, dropped when our line explains the failure."""
     logger = logging.getLogger("mlflow.store.db.utils")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
+    held, databricks = _Held(), logging.getLogger("mlflow.utils.databricks_utils")
+    databricks.addFilter(held)
     try:
         yield
     finally:
         logger.setLevel(level)
+        databricks.removeFilter(held)
+    for record in held.records:  # reached only when the store opened
+        databricks.handle(record)
 
 
 def _end_quietly(status: int, reason: str, details: str | None = None) -> None:
