@@ -112,20 +112,45 @@ def mlflow_server(backend_store_uri: str, artifacts_dir: Path, log_path: Path,
         stop_process_group(proc)
 
 
-def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path, timeout: float) -> None:
+@contextmanager
+def model_server(model_uri: str, tracking_uri: str, log_path: Path, timeout: float = 120) -> Iterator[str]:
+    """``mlflow models serve -m <model_uri> --env-manager local`` on 127.0.0.1:<free port>, as README
+    shows it, with MLFLOW_TRACKING_URI naming the store whose registry resolves ``models:/NAME@alias``.
+    Yields its URL once /ping answers; stopped by its pid (process group) on exit, also on failure."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(MLFLOW), "models", "serve", "-m", model_uri, "--host", "127.0.0.1", "-p", str(port),
+               "--env-manager", "local", "--workers", "1"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | SERVER_ENV
+    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    # it runs `uvicorn` from PATH, as in an activated virtualenv
+    env["PATH"] = f"{MLFLOW.parent}{os.pathsep}{env.get('PATH', '')}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, cwd=log_path.parent, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(proc, url, log_path, timeout, path="/ping", what="mlflow models serve")
+        yield url
+    finally:
+        stop_process_group(proc)
+
+
+def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path, timeout: float, path: str = "/health",
+                  what: str = "mlflow server") -> None:
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"mlflow server exited with {proc.returncode} before answering /health; "
+            pytest.fail(f"{what} exited with {proc.returncode} before answering {path}; "
                         f"{log_path}:\n{log_tail(log_path)}")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
                 if response.status == 200:
                     return
         except (OSError, urllib.error.URLError):
             pass  # not listening yet
         if time.monotonic() > deadline:
-            pytest.fail(f"mlflow server did not answer {url}/health within {timeout:.0f} s; "
+            pytest.fail(f"{what} did not answer {url}{path} within {timeout:.0f} s; "
                         f"{log_path}:\n{log_tail(log_path)}")
         time.sleep(0.2)
 

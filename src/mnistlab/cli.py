@@ -56,15 +56,24 @@ def main(argv: list[str] | None = None) -> int:
     """The ``mnistlab`` command: tools around the runs (training itself is ``python run.py``)."""
     import argparse
 
-    from mnistlab import compare
+    from mnistlab import compare, predict, promote
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO chatter, as for run.py
 
     parser = argparse.ArgumentParser(prog="mnistlab", description="Tools around mnistlab's MLflow runs.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    compare_parser = commands.add_parser("compare", help="rank runs, print the table, write the figure",
-                                         description=compare.__doc__.replace("``", ""),
-                                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    compare.add_arguments(compare_parser)
-    compare_parser.set_defaults(handler=compare.compare)
+    for name, module, add_arguments, handler, summary in [
+        ("compare", compare, compare.add_arguments, compare.compare, "rank runs, print the table, write the figure"),
+        ("predict", predict, predict.add_arguments, predict.predict, "classify image files with a trained model"),
+        ("preprocess", predict, predict.add_preprocess_arguments, predict.preprocess,
+         "the images as the model sees them, as a JSON request for mlflow models serve"),
+        ("promote", promote, promote.add_arguments, promote.promote,
+         "register a run's model in the MLflow model registry and set its alias"),
+    ]:
+        command = commands.add_parser(name, help=summary, description=module.__doc__.replace("``", ""),
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_arguments(command)
+        command.set_defaults(handler=handler)
     args = parser.parse_args(argv)
     return compare.run_command(args.handler, args)
 

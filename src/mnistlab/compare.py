@@ -56,11 +56,7 @@ def compare(args: argparse.Namespace) -> int:
     from mnistlab.sweep import runs_filter
 
     uri = args.uri or default_uri()
-    db = tracking.sqlite_path(uri)
-    if db is not None and not db.is_file():  # opening it would create an empty store
-        raise NothingToCompare(f"no MLflow store at {db}: run `python run.py` first, or pass --uri "
-                               "(or set MLFLOW_TRACKING_URI)")
-    client = tracking.client(uri)
+    client = tracking.existing_store(uri)
     try:
         experiment = client.get_experiment_by_name(args.experiment)
         if experiment is None:

@@ -120,11 +120,11 @@ def prepare(raw: RawMnist, val_split: float, limit: int | None, encoding: str) -
                           limit)
     n_train = n_fit if limit is None else limit
     return Dataset(
-        x_train=_images(raw.x_train[:n_train]),
+        x_train=images_for_model(raw.x_train[:n_train]),
         y_train=encode_labels(raw.y_train[:n_train], encoding),
-        x_val=_images(raw.x_train[n_fit:]),
+        x_val=images_for_model(raw.x_train[n_fit:]),
         y_val=encode_labels(raw.y_train[n_fit:], encoding),
-        x_test=_images(raw.x_test),
+        x_test=images_for_model(raw.x_test),
         y_test=encode_labels(raw.y_test, encoding),
         labels_test=raw.y_test.astype(np.int64),
         source=raw.source,
@@ -140,7 +140,8 @@ def encode_labels(labels: np.ndarray, encoding: str) -> np.ndarray:
     raise ValueError(f"unknown label encoding {encoding!r}")
 
 
-def _images(x: np.ndarray) -> np.ndarray:
+def images_for_model(x: np.ndarray) -> np.ndarray:
+    """uint8 images (N, 28, 28) as every model takes them, in training and in prediction alike."""
     return (x.astype(np.float32) / 255.0)[..., np.newaxis]
 
 

@@ -42,6 +42,16 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(unquote(uri[len("sqlite:///"):])).resolve()
 
 
+def existing_store(uri: str) -> MlflowClient:
+    """A client for a store that must already hold runs: opening a missing sqlite file would
+    quietly create an empty store, so that is refused with what to do instead."""
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise TrackingError(f"no MLflow store at {db}: run `python run.py` first, or pass --uri "
+                            "(or set MLFLOW_TRACKING_URI)")
+    return MlflowClient(tracking_uri=uri)
+
+
 def open_experiment(uri: str, name: str) -> str:
     """Point MLflow at ``uri`` and return the id of experiment ``name``, creating it when missing.
 
