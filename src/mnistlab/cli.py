@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
 from mnistlab.errors import ConfigError, MnistlabError, Terminated, one_line
+from mnistlab.search import TrialLink
 from mnistlab.sweep import Sweep
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
@@ -92,7 +93,8 @@ def task(cfg: DictConfig) -> float | None:
     output_dir = hydra_cfg.runtime.output_dir
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     sweep = Sweep.load(hydra_cfg.sweep.dir) if in_sweep else None
-    job = int(hydra_cfg.job.num) if in_sweep else 0
+    trial = TrialLink.load(output_dir) if in_sweep else None  # a job of a hyperparameter search
+    job = trial.number if trial else int(hydra_cfg.job.num) if in_sweep else 0
     # as typed: an override like seed=${oc.env:NOPE} must fail in validation, not while naming the run
     run_name = OmegaConf.to_container(hydra_cfg.job, resolve=False).get("override_dirname") or "defaults"
     try:
@@ -109,10 +111,12 @@ def task(cfg: DictConfig) -> float | None:
             from mnistlab import runner  # TensorFlow and MLflow load here, after validation
 
             result = runner.run(valid, output_dir=output_dir, run_name=run_name, sweep=sweep, job=job,
-                                parallel_jobs=OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1)
+                                parallel_jobs=OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1,
+                                extra_tags=trial.tags() if trial else None,
+                                on_epoch=trial.epoch_reporter() if trial else None)
     except (Exception, KeyboardInterrupt) as exc:
         if sweep is not None and isinstance(exc, Exception):  # Ctrl-C stops the sweep, an error only the job
-            return _job_failed(exc, sweep, job, run_name, output_dir)
+            return _job_failed(exc, sweep, job, run_name, output_dir, trial.tags() if trial else None)
         if os.environ.get(ONE_LINE_ERRORS) and not in_sweep:
             exit_for(exc, output_dir)  # else Hydra reports it, adding lines of its own
         raise
@@ -120,7 +124,8 @@ def task(cfg: DictConfig) -> float | None:
     return result.objective
 
 
-def _job_failed(exc: Exception, sweep: Sweep, job: int, run_name: str, output_dir: str) -> float:
+def _job_failed(exc: Exception, sweep: Sweep, job: int, run_name: str, output_dir: str,
+                tags: dict[str, str] | None = None) -> float:
     """A failed job of a sweep: one line (or the traceback, with HYDRA_FULL_ERROR=1), a FAILED
     child run even when it failed before training, and NaN as its objective."""
     message, _ = describe(exc, output_dir)
@@ -128,7 +133,7 @@ def _job_failed(exc: Exception, sweep: Sweep, job: int, run_name: str, output_di
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     print(f"error: job {job} ({run_name}): {message}", file=sys.stderr, flush=True)
     try:
-        sweep.record_failed_job(job, run_name, message)
+        sweep.record_failed_job(job, run_name, message, tags)
     except Exception as store_exc:
         print(f"error: job {job}: could not record the failure in MLflow: {one_line(store_exc)}",
               file=sys.stderr, flush=True)

@@ -43,11 +43,16 @@ class RunRow:
     def of(cls, run: Run) -> RunRow:
         metrics, tags = run.data.metrics, run.data.tags
         params = metrics.get("num_params")
-        return cls(run_id=run.info.run_id, name=run.info.run_name or run.info.run_id, status=run.info.status,
+        # a trial an Optuna pruner stopped early finished, but is not comparable with the others
+        status = "PRUNED" if tags.get("optuna.state") == "PRUNED" else run.info.status
+        return cls(run_id=run.info.run_id, name=run.info.run_name or run.info.run_id, status=status,
                    num_params=int(params) if params is not None else None,
                    test_accuracy=metrics.get("test_accuracy"), test_loss=metrics.get("test_loss"),
                    train_time_s=metrics.get("train_time_s"), job=tags.get("sweep.job"),
-                   failure_reason=tags.get("failure_reason", ""), start_time=run.info.start_time or 0)
+                   failure_reason=tags.get("failure_reason") or (
+                       f"pruned by Optuna after epoch {tags.get('optuna.pruned_at_epoch', '?')}"
+                       if status == "PRUNED" else ""),
+                   start_time=run.info.start_time or 0)
 
     @property
     def scored(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +41,15 @@ class RunResult:
 
 
 def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int = 1,
-        sweep: Sweep | None = None, job: int = 0) -> RunResult:
+        sweep: Sweep | None = None, job: int = 0, extra_tags: Mapping[str, str] | None = None,
+        on_epoch: Callable[[int, dict], bool] | None = None) -> RunResult:
     """Train and evaluate ``cfg`` (already validated) and record everything in one MLflow run.
 
     ``parallel_jobs``: how many runs share this machine's cores at once (joblib's n_jobs; sizes
     TensorFlow's threads when ``trainer.threads`` is auto);
-    ``sweep``: the multirun this is job number ``job`` of (the run is nested under its parent).
+    ``sweep``: the multirun this is job number ``job`` of (the run is nested under its parent);
+    ``extra_tags``: more tags for the run (an Optuna trial's); ``on_epoch(epoch, metrics)``: called
+    after each epoch is logged, True stops training (a pruner).
     With ``cfg.resume`` set, the interrupted run it names continues instead, with its own config.
     """
     started = time.perf_counter()
@@ -85,6 +89,7 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
     if sweep is not None:
         nested = (sweep.tracking_uri, sweep.experiment_id) == (tracking_uri, experiment_id)
         tags.update(sweep.child_tags(job, nested=nested))
+    tags.update(extra_tags or {})
     if resume is not None:
         tags = {"resumed": str(resume.state.get("resumed", 0) + 1), "resumed.after_epoch": str(resume.epochs_done)}
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -102,7 +107,7 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
         checkpoint_dir = Path(output_dir) / checkpoints.CHECKPOINT_DIR
         try:
             fitted = training.fit(trainee, data, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.verbose,
-                                  on_epoch_end=tracking.log_epoch, callbacks=cfg.callbacks,
+                                  on_epoch_end=_reporter(tracking.log_epoch, on_epoch), callbacks=cfg.callbacks,
                                   checkpoint_dir=checkpoint_dir, seed=cfg.seed, resume=resume,
                                   checkpoint_state={"run_id": run_id, "config": resolved,
                                                     "resumed": int(tags.get("resumed", 0))})
@@ -137,6 +142,15 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
     return RunResult(run_id=run_id, experiment_id=experiment_id, num_params=num_params,
                      metrics={**final, **scores, **timing, "wall_time_s": wall}, config=cfg,
                      tracking_uri=tracking_uri)
+
+
+def _reporter(log_epoch: Callable[[int, dict], None], on_epoch: Callable | None) -> Callable[[int, dict], bool]:
+    """The epoch goes to MLflow first, then to ``on_epoch``, whose True stops training."""
+    def report(epoch: int, metrics: dict) -> bool:
+        log_epoch(epoch, metrics)
+        return bool(on_epoch is not None and on_epoch(epoch, metrics))
+
+    return report
 
 
 def _resumed_config(resume: checkpoints.Checkpoint, current: DictConfig) -> DictConfig:

@@ -72,7 +72,7 @@ class Sweep:
             tags["mlflow.parentRunId"] = self.parent_run_id
         return tags
 
-    def record_failed_job(self, job: int, run_name: str, reason: str) -> None:
+    def record_failed_job(self, job: int, run_name: str, reason: str, tags: dict[str, str] | None = None) -> None:
         """A job that failed before its run started still gets a (FAILED) child: the sweep's
         table and the UI then show every job, not only the ones that got far enough."""
         from mnistlab import tracking
@@ -82,7 +82,7 @@ class Sweep:
                               max_results=1):
             return  # the run started and already ended FAILED with its reason
         tracking.record_failed_run(client, self.experiment_id, run_name,
-                                   {**self.child_tags(job), "failure_reason": reason})
+                                   {**(tags or {}), **self.child_tags(job), "failure_reason": reason})
 
     def end_running_children(self, client: Any, status: str, reason: str) -> int:
         """End the children still RUNNING (their process is gone); returns how many children there are."""
@@ -118,11 +118,18 @@ class SweepTracker(Callback):
             experiment_id = tracking.open_experiment(uri, valid.tracking.experiment)
         except Exception as exc:  # Hydra would make it a warning and run the jobs without a parent
             exit_for(exc)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        continued = _search_to_continue(config, sweep_dir, uri, experiment_id)
+        if continued is not None:  # a rerun of a hyperparameter search: the same parent run goes on
+            self._sweep = continued
+            tracking.client(uri).update_run(continued.parent_run_id, status="RUNNING")
+            self._watch_exit()
+            log.info("MLflow parent run %s continues (sweep_id %s)", continued.parent_run_id, continued.sweep_id)
+            return
         sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         parsed = sweep_overrides(config)
         overrides = {key: tracking.redact(o.input_line.split("=", 1)[1]) for key, o in parsed.items()}  # as typed
         swept = [key for key, o in parsed.items() if o.is_sweep_override()]
-        sweep_dir = Path(config.hydra.sweep.dir)
         tags = {
             **tracking.environment_tags(valid.root_dir, str(sweep_dir)),
             **valid.tracking.tags,
@@ -136,12 +143,15 @@ class SweepTracker(Callback):
         parent = tracking.start_detached_run(experiment_id, name, tags, params=overrides)
         self._sweep = Sweep(sweep_id, parent, experiment_id, uri)
         self._sweep.save(sweep_dir)
+        self._watch_exit()
+        log.info("MLflow parent run %s (%s), sweep_id %s", parent, name, sweep_id)
+
+    def _watch_exit(self) -> None:
         atexit.register(self._end_early)  # Ctrl-C, a crash, or a job config Hydra refused
         try:
             signal.signal(signal.SIGTERM, _raise_terminated)
         except ValueError:  # not the main thread
             pass
-        log.info("MLflow parent run %s (%s), sweep_id %s", parent, name, sweep_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self._sweep is None:
@@ -152,6 +162,15 @@ class SweepTracker(Callback):
             rows = self._summarise()
         except Exception as exc:  # the store went away: say so (the parent is ended at exit, if it can be)
             exit_for(TrackingError(f"sweep {self._sweep.sweep_id}: cannot summarise its runs ({one_line(exc)})"))
+        from mnistlab import search
+
+        searched = search.outcome()
+        if searched is not None:  # a hyperparameter search: failed trials are part of it, the target decides
+            problem = searched.problem()
+            self._end("FAILED" if problem else "FINISHED", problem)
+            if problem:
+                exit_for(search.SearchStopped(problem))
+            return
         failed = [row for row in rows if row.status != "FINISHED"]
         if not rows:
             self._end("FAILED", "no job recorded a run")
@@ -209,6 +228,26 @@ class SweepTracker(Callback):
             self._end("KILLED", "the sweep stopped before all its jobs ended (interrupted or crashed)")
         except Exception as exc:  # at exit: report, never raise
             log.warning("could not end the sweep's parent run %s: %s", self._sweep.parent_run_id, one_line(exc))
+
+
+def _search_to_continue(config: DictConfig, sweep_dir: Path, uri: str, experiment_id: str) -> Sweep | None:
+    """The sweep a hyperparameter search left in its (per-study) folder, when its parent run is
+    still in this store and experiment: a rerun then continues it, as the study continues."""
+    if not OmegaConf.select(config, "hydra.sweeper.study_name"):
+        return None
+    try:
+        previous = Sweep.load(sweep_dir)
+    except (OSError, ValueError, TypeError):
+        return None
+    if previous is None or (previous.tracking_uri, previous.experiment_id) != (uri, experiment_id):
+        return None
+    from mnistlab import tracking
+
+    try:
+        parent = tracking.client(uri).get_run(previous.parent_run_id)
+    except Exception:
+        return None
+    return previous if parent.info.lifecycle_stage == "active" else None
 
 
 def sweep_overrides(config: DictConfig) -> dict[str, Any]:

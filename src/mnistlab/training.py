@@ -23,7 +23,7 @@ from mnistlab.errors import MnistlabError
 
 log = logging.getLogger(__name__)
 
-EpochReport = Callable[[int, dict[str, float]], None]
+EpochReport = Callable[[int, dict[str, float]], "bool | None"]  # True: stop training after this epoch
 KERAS_OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 EVAL_BATCH_SIZE = 1024  # inference only: a large batch is faster and does not change the results
 BEST_WEIGHTS = "best.weights.h5"
@@ -321,7 +321,8 @@ class _EpochEnd(keras.callbacks.Callback):
             self._history.setdefault(name, []).append(value)
         if self._directory is not None:
             self._checkpoint(epoch + 1)
-        self._report(epoch, metrics)
+        if self._report(epoch, metrics):  # e.g. an Optuna pruner
+            self.model.stop_training = True
 
     def _lr(self) -> float:
         return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
