@@ -161,7 +161,7 @@ def test_the_table_names_the_model_and_the_top_three(trained, rendered):
         assert len(cells) == 3 + 3 * 2  # three (digit, probability) pairs
 
 
-@pytest.mark.parametrize("variant", ["transparent", "wide canvas", "small", "exif rotated"])
+@pytest.mark.parametrize("variant", ["transparent", "wide canvas", "small", "exif rotated", "bmp"])
 def test_preprocessing_gives_back_the_mnist_digit(variant, mnist_dir, tmp_path):
     """Cases the rendered set does not cover, on real test digits: no model needed."""
     digits = load_mnist(mnist_dir).x_test[:20]
@@ -177,6 +177,9 @@ def test_preprocessing_gives_back_the_mnist_digit(variant, mnist_dir, tmp_path):
             Image.fromarray(sheet).save(path)
         elif variant == "small":  # smaller than MNIST's 20-pixel box: scaled up
             Image.fromarray(digit).resize((16, 16), Image.Resampling.LANCZOS).save(path)
+        elif variant == "bmp":  # a Windows bitmap, 24-bit colour, dark on light
+            path = tmp_path / f"{index}.bmp"
+            Image.fromarray(255 - digit).convert("RGB").resize((84, 84)).save(path)
         else:  # stored sideways with an EXIF orientation tag, as phone cameras do
             exif = Image.Exif()
             exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
