@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,6 +101,16 @@ def test_a_search_runs_its_trials_logs_them_and_a_rerun_tops_it_up_with_pruning(
     assert parent(store).info.run_id == top.info.run_id  # the same parent, FINISHED again
     assert parent(store).info.status == "FINISHED"
     assert "PRUNED" in proc.stdout and "pruned by Optuna after epoch 1" in proc.stdout  # the summary says so
+    # mnistlab compare ranks the trials like any sweep's runs: the four complete ones, then the pruned one
+    mnistlab = Path(sys.executable).parent / "mnistlab"
+    proc = subprocess.run([str(mnistlab), "compare", "--uri", store, "--sweep", "last", "--out", str(tmp_path / "cmp")],
+                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ranked = [line.split()[-1] for line in proc.stdout.splitlines() if re.search(r"^\d+ .* [0-9a-f]{32}$", line)]
+    by_value = sorted(trials[:4], key=lambda t: -t.value)
+    run_of = {int(r.data.tags["optuna.trial"]): r.info.run_id for r in children(store)}
+    assert ranked[-1] == run_of[4] and len(ranked) == 5
+    assert set(ranked[:4]) == {run_of[t.number] for t in by_value}  # (ranked by test accuracy, not by the objective)
 
 
 def test_a_killed_search_continues_where_it_stopped(tmp_path, mnist_dir):

@@ -115,6 +115,9 @@ def task(cfg: DictConfig) -> float | None:
                                 extra_tags=trial.tags() if trial else None,
                                 on_epoch=trial.epoch_reporter() if trial else None)
     except (Exception, KeyboardInterrupt) as exc:
+        if trial is not None and isinstance(exc, KeyboardInterrupt):  # the search, not this run, is what goes on
+            exc.hint = ("the finished trials are kept; rerun the same command to continue the search (this trial's "
+                        "parameters are tried again)")
         if sweep is not None and isinstance(exc, Exception):  # Ctrl-C stops the sweep, an error only the job
             return _job_failed(exc, sweep, job, run_name, output_dir, trial.tags() if trial else None)
         if os.environ.get(ONE_LINE_ERRORS) and not in_sweep:
