@@ -67,3 +67,20 @@ def test_one_pass_evaluation_matches_keras_evaluate(mnist_dir, loss):
     assert scores["test_accuracy"] == pytest.approx(keras_accuracy, abs=1e-6)
     assert scores["test_loss"] == pytest.approx(keras_loss, rel=1e-4)
     assert probabilities.shape == (10000, 10)
+
+
+def test_interrupts_wait_for_a_store_write_to_end():
+    """Ctrl-C in the middle of a sqlite commit used to leave the run locked out of its own store
+    (left RUNNING): inside tracking.deferred_interrupts the signal is held, then raised."""
+    import os
+    import signal
+
+    from mnistlab.tracking import deferred_interrupts
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the write went on")
+    assert done == ["the write went on"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

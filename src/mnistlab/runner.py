@@ -96,13 +96,14 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
     with tracking.active_run(experiment_id, run_name, tags, run_id=resume.run_id if resume else None) as active:
         run_id = active.info.run_id
         log.info("MLflow run %s (%s) in experiment %r", run_id, run_name, cfg.tracking.experiment)
-        if resume is None:
-            tracking.log_run_record(resolved, output_dir, model_summary=models.summary_text(model), extra_params={
-                "num_params": str(num_params), "trainer.threads_used": str(threads),
-                "trainer.precision_used": precision})
-            mlflow.log_metric("num_params", num_params)  # also a metric: charts plot accuracy against size
-        else:
-            tracking.log_missing_epochs(run_id, resume.state["history"])
+        with tracking.deferred_interrupts():  # the record of the run, written whole
+            if resume is None:
+                tracking.log_run_record(resolved, output_dir, model_summary=models.summary_text(model), extra_params={
+                    "num_params": str(num_params), "trainer.threads_used": str(threads),
+                    "trainer.precision_used": precision})
+                mlflow.log_metric("num_params", num_params)  # also a metric: charts plot accuracy against size
+            else:
+                tracking.log_missing_epochs(run_id, resume.state["history"])
 
         checkpoint_dir = Path(output_dir) / checkpoints.CHECKPOINT_DIR
         try:
@@ -122,21 +123,22 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
                   "time_per_epoch_s": sum(fitted.history["epoch_time_s"]) / fitted.epochs_run}
         if fitted.best_epoch is not None:
             timing["best_epoch"] = fitted.best_epoch + 1  # 1-based, as Keras prints "Epoch 7/20"
-        mlflow.log_metrics({**scores, **timing})
+        with tracking.deferred_interrupts():  # only writes from here: Ctrl-C waits for them (seconds)
+            mlflow.log_metrics({**scores, **timing})
 
-        title = f"{run_name.replace(',', ', ')} ({num_params:,} parameters)"  # spaces let it wrap
-        mlflow.log_figure(plots.learning_curves(fitted.history, title), "learning_curves.png")
-        counts = plots.confusion_matrix(data.labels_test, probabilities.argmax(axis=1))
-        mlflow.log_figure(plots.confusion_figure(counts, title), "confusion_matrix.png")
-        if cfg.tracking.log_model:
-            tracking.log_keras_model(model, data.input_shape, data_lib.NUM_CLASSES)
-        wall = time.perf_counter() - started
-        mlflow.log_metric("wall_time_s", wall)
-        for log_file in Path(output_dir).glob("*.log"):  # Hydra's job log
-            mlflow.log_artifact(str(log_file))
-        if job_dir != output_dir:  # the log of the resumed part
-            for log_file in Path(job_dir).glob("*.log"):
-                mlflow.log_artifact(str(log_file), f"resumed-{tags['resumed']}")
+            title = f"{run_name.replace(',', ', ')} ({num_params:,} parameters)"  # spaces let it wrap
+            mlflow.log_figure(plots.learning_curves(fitted.history, title), "learning_curves.png")
+            counts = plots.confusion_matrix(data.labels_test, probabilities.argmax(axis=1))
+            mlflow.log_figure(plots.confusion_figure(counts, title), "confusion_matrix.png")
+            if cfg.tracking.log_model:
+                tracking.log_keras_model(model, data.input_shape, data_lib.NUM_CLASSES)
+            wall = time.perf_counter() - started
+            mlflow.log_metric("wall_time_s", wall)
+            for log_file in Path(output_dir).glob("*.log"):  # Hydra's job log
+                mlflow.log_artifact(str(log_file))
+            if job_dir != output_dir:  # the log of the resumed part
+                for log_file in Path(job_dir).glob("*.log"):
+                    mlflow.log_artifact(str(log_file), f"resumed-{tags['resumed']}")
     checkpoints.remove(Path(output_dir))  # FINISHED: nothing left to resume
 
     return RunResult(run_id=run_id, experiment_id=experiment_id, num_params=num_params,

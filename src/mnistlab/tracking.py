@@ -7,9 +7,11 @@ import os
 import platform
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -229,7 +231,32 @@ def _end_quietly(status: int, reason: str, details: str | None = None) -> None:
 
 def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
     """One point per curve at step = epoch (0-based, as Keras and mlflow autolog count)."""
-    mlflow.log_metrics(dict(metrics), step=epoch)
+    with deferred_interrupts():
+        mlflow.log_metrics(dict(metrics), step=epoch)
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends. A signal in the middle of a sqlite commit
+    leaves that transaction open in this process, and its own next writes (marking the run KILLED)
+    then wait for the lock and fail: the run would be left RUNNING."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals only reach the main thread
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:  # now, as it would have been at once
+        handler = previous[received[0]]
+        if callable(handler):
+            handler(received[0], None)  # Python's KeyboardInterrupt, or cli's SIGTERM-as-interrupt
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), received[0])
 
 
 def log_missing_epochs(run_id: str, history: Mapping[str, list[float]]) -> int:
