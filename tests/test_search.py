@@ -230,6 +230,27 @@ def test_n_jobs_asks_a_batch_and_never_more_than_the_study_needs(tmp_path):
     assert len(launched) == 5 and len(study(tmp_path, "rules").trials) == 5  # batches of 2, 2, then 1
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the orphan is asked outside Study.optimize
+def test_a_trial_whose_heartbeat_stopped_on_another_host_is_failed_and_retried(tmp_path, monkeypatch):
+    """Another machine's worker died mid-trial: its pid means nothing here, its heartbeat tells."""
+    from mnistlab import search as search_module
+
+    monkeypatch.setattr(search_module, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(search_module, "GRACE_S", 2)
+    runner, _ = _search(tmp_path, [_job(0.5), _job(0.6)], n_trials=2)
+    study_ = optuna.create_study(study_name="rules", storage=search_module.open_storage(runner.storage_url),
+                                 direction="maximize")
+    orphan = study_.ask(parse({"optimizer.lr": "tag(log, interval(1e-4, 1e-1))"}, []).distributions())
+    orphan.set_user_attr("owner", {"host": "another-machine", "pid": 1, "started": "1"})
+    study_._storage.record_heartbeat(orphan._trial_id)
+    time.sleep(3)  # longer than the grace period
+    result = runner.run()
+    trials = study(tmp_path, "rules").trials
+    assert trials[0].state == TrialState.FAIL and "no heartbeat" in trials[0].user_attrs["fail_reason"]
+    assert trials[1].user_attrs[RETRY_OF] == 0 and trials[1].params == orphan.params
+    assert result.reached and [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 2
+
+
 @pytest.mark.parametrize("params,message", [
     ({"x": "glob(*)"}, "glob() is not a search space"),
     ({"x": "tag(log, interval(0, 1))"}, "a log scale needs a start > 0"),

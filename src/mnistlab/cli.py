@@ -94,6 +94,8 @@ def task(cfg: DictConfig) -> float | None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     sweep = Sweep.load(hydra_cfg.sweep.dir) if in_sweep else None
     trial = TrialLink.load(output_dir) if in_sweep else None  # a job of a hyperparameter search
+    if trial is not None and trial.sweep:  # the parent run of the worker that launched it
+        sweep = Sweep(**trial.sweep)
     job = trial.number if trial else int(hydra_cfg.job.num) if in_sweep else 0
     # as typed: an override like seed=${oc.env:NOPE} must fail in validation, not while naming the run
     run_name = OmegaConf.to_container(hydra_cfg.job, resolve=False).get("override_dirname") or "defaults"

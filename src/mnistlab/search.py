@@ -106,6 +106,7 @@ class TrialLink:
     number: int
     params: dict[str, Any]
     pruner: Any = None  # the pruner's config (the job decides whether to stop)
+    sweep: dict | None = None  # the MLflow parent run of the process that launched the trial (sweep.Sweep)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -261,7 +262,8 @@ class Search:
                               f"was created to {study.direction.name.lower()}; use another study_name",
                               self.settings.direction)
         self._fail_dead_trials(study)
-        offset = len(study.trials) + (self.pid if self._others_running(study) else 0)
+        # a resumed study moves on by its trials so far, a parallel worker by its place among the workers
+        offset = len(study.trials) + 7919 * self._worker_index(study)
         study.sampler = make_sampler(self.settings.sampler, offset)
         log.info("Optuna study %r in %s: %d of %d trials finished", self.study_name, _redacted(self.storage_url),
                  _finished(study), self.settings.n_trials)
@@ -304,8 +306,9 @@ class Search:
         if RETRY_OF in trial.user_attrs:
             log.info("Optuna trial %d retries trial %d's parameters", trial.number, trial.user_attrs[RETRY_OF])
         folder = f"trial-{trial.number:04d}"
+        sweep = self._sweep()
         TrialLink(self.study_name, self.storage_url, trial._trial_id, trial.number, dict(trial.params),
-                  self.settings.pruner).save(self.sweep_dir / folder)
+                  self.settings.pruner, asdict(sweep) if sweep else None).save(self.sweep_dir / folder)
         return [*self.space.overrides(trial.params), f"hydra.sweep.subdir={folder}"]
 
     def _tell(self, study: Any, trial: Any, result: Any) -> None:
@@ -371,6 +374,18 @@ class Search:
             self._fail(study, trial.number, trial_id, f"no heartbeat for {GRACE_S} s (its process is gone)",
                        retry=True)
 
+    def _worker_index(self, study: Any) -> int:
+        """How many processes joined this study before this one, counting only those still running.
+        Each records itself first and reads the list after, so two that start together get
+        different places (0 for a search that runs alone)."""
+        import time
+
+        key = f"worker {self.host} {self.pid} {_process_start(self.pid)}"
+        study.set_user_attr(key, time.time())
+        joined = sorted((when, name) for name, when in study.user_attrs.items() if name.startswith("worker "))
+        earlier = [name for when, name in joined if (when, name) < (study.user_attrs[key], key)]
+        return sum(1 for name in earlier if _alive_worker(name, self.host))
+
     def _others_running(self, study: Any) -> int:
         from optuna.trial import TrialState
 
@@ -384,9 +399,8 @@ class Search:
         """The study on the search's parent run: the best trial (tags, a metric, best_trial.json),
         every trial (trials.csv), and Optuna's optimisation-history and parameter-importance plots."""
         from mnistlab import tracking
-        from mnistlab.sweep import Sweep
 
-        sweep = Sweep.load(self.sweep_dir)
+        sweep = self._sweep()
         if sweep is None:
             return
         client = tracking.client(sweep.tracking_uri)
@@ -413,11 +427,16 @@ class Search:
 
     # -- the trial's MLflow run -----------------------------------------------------------------
 
+    def _sweep(self) -> Any:
+        """This process's sweep (its MLflow parent run), else the one in the sweep folder."""
+        from mnistlab import sweep
+
+        return sweep.active() or sweep.Sweep.load(self.sweep_dir)
+
     def _children(self, number: int) -> list[Any]:
         from mnistlab import tracking
-        from mnistlab.sweep import Sweep
 
-        sweep = Sweep.load(self.sweep_dir)
+        sweep = self._sweep()
         if sweep is None:
             return []
         client = tracking.client(sweep.tracking_uri)
@@ -432,13 +451,12 @@ class Search:
 
     def _tag_child(self, number: int, tags: Mapping[str, str], end_running: bool = False) -> None:
         from mnistlab import tracking
-        from mnistlab.sweep import Sweep
 
         try:
             runs = self._children(number)
             if not runs:
                 return
-            client = tracking.client(Sweep.load(self.sweep_dir).tracking_uri)
+            client = tracking.client(self._sweep().tracking_uri)
             for run in runs:
                 for key, value in tags.items():
                     client.set_tag(run.info.run_id, key, value)
@@ -535,7 +553,17 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def _alive_worker(name: str, host: str) -> bool:
+    """A ``worker <host> <pid> <start>`` entry of a study: alive (another host's counts as alive)."""
+    _, worker_host, pid, started = (name.split(" ") + ["", "", ""])[:4]
+    if worker_host != host:
+        return True
+    return pid.isdigit() and _alive(int(pid), None if started == "None" else started)
+
+
 def _alive(pid: Any, started: Any) -> bool:
+    """Whether the process that owns a trial still runs (a zombie does not: it was killed and its
+    parent has not reaped it yet; a reused pid does not: it started at another time)."""
     if not isinstance(pid, int):
         return False
     try:
@@ -543,6 +571,11 @@ def _alive(pid: Any, started: Any) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
         pass
     return started is None or _process_start(pid) in (None, started)
 

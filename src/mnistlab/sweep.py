@@ -34,6 +34,15 @@ SWEEP_FILE = "sweep.json"
 ROLE_TAG, SWEEP_ROLE = "mnistlab.role", "sweep"  # marks parent runs, so listings can leave them out
 
 
+_active: Sweep | None = None  # the multirun this process launches (set by SweepTracker.on_multirun_start)
+
+
+def active() -> Sweep | None:
+    """The sweep this process started or continued: several processes sharing one sweep folder
+    (workers of one search) would otherwise read each other's sweep.json."""
+    return _active
+
+
 class SweepFailed(MnistlabError):
     """Some jobs of the sweep did not finish; the others did, and the summary says which."""
 
@@ -120,8 +129,9 @@ class SweepTracker(Callback):
             exit_for(exc)
         sweep_dir = Path(config.hydra.sweep.dir)
         continued = _search_to_continue(config, sweep_dir, uri, experiment_id)
+        global _active
         if continued is not None:  # a rerun of a hyperparameter search: the same parent run goes on
-            self._sweep = continued
+            self._sweep = _active = continued
             tracking.client(uri).update_run(continued.parent_run_id, status="RUNNING")
             self._watch_exit()
             log.info("MLflow parent run %s continues (sweep_id %s)", continued.parent_run_id, continued.sweep_id)
@@ -141,7 +151,7 @@ class SweepTracker(Callback):
         }
         name = f"sweep {sweep_id}" + (f": {', '.join(swept)}" if swept else "")
         parent = tracking.start_detached_run(experiment_id, name, tags, params=overrides)
-        self._sweep = Sweep(sweep_id, parent, experiment_id, uri)
+        self._sweep = _active = Sweep(sweep_id, parent, experiment_id, uri)
         self._sweep.save(sweep_dir)
         self._watch_exit()
         log.info("MLflow parent run %s (%s), sweep_id %s", parent, name, sweep_id)
