@@ -28,6 +28,7 @@ import math
 import os
 import socket
 import threading
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,7 @@ PRUNERS = {
     "patient": "optuna.pruners.PatientPruner",
     "nop": "optuna.pruners.NopPruner",
 }
+WAIT_S = 2  # how often a worker with nothing left to ask checks on the others' last trials
 HEARTBEAT_S = 60  # a trial whose heartbeat is older than GRACE_S on another host is taken as dead
 GRACE_S = 180
 
@@ -270,9 +272,13 @@ class Search:
         distributions = self.space.distributions()
         while self.failed_here <= self.settings.max_failures:  # one failure more than tolerated stops it
             self._fail_dead_trials(study)
-            missing = self.settings.n_trials - _finished(study) - self._others_running(study)
-            if missing <= 0:
+            finished = _finished(study)
+            missing = self.settings.n_trials - finished - self._others_running(study)
+            if finished >= self.settings.n_trials:
                 break
+            if missing <= 0:  # other workers' trials may finish the study; if they fail or die, this one goes on
+                time.sleep(WAIT_S)
+                continue
             with warnings.catch_warnings():  # "heartbeat ... supposed to be used with Study.optimize": we beat
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 try:
@@ -378,8 +384,6 @@ class Search:
         """How many processes joined this study before this one, counting only those still running.
         Each records itself first and reads the list after, so two that start together get
         different places (0 for a search that runs alone)."""
-        import time
-
         key = f"worker {self.host} {self.pid} {_process_start(self.pid)}"
         study.set_user_attr(key, time.time())
         joined = sorted((when, name) for name, when in study.user_attrs.items() if name.startswith("worker "))

@@ -176,7 +176,7 @@ def active_run(experiment_id: str, run_name: str, tags: Mapping[str, str],
 def _start_or_continue(experiment_id: str, run_name: str, tags: Mapping[str, str],
                        run_id: str | None) -> mlflow.ActiveRun:
     if run_id is None:
-        return mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=redact_all(tags))
+        return mlflow.start_run(experiment_id=experiment_id, run_name=fitting_name(run_name), tags=redact_all(tags))
     run = mlflow.start_run(run_id=run_id)
     mlflow.set_tags(redact_all(tags))
     if "failure_reason" in run.data.tags:  # why the first part ended; the run goes on now
@@ -227,6 +227,19 @@ def _end_quietly(status: int, reason: str, details: str | None = None) -> None:
         mlflow.end_run(RunStatus.to_string(status))
     except Exception as exc:
         log.warning("could not mark the run %s: %s", RunStatus.to_string(status), one_line(exc))
+
+
+MAX_RUN_NAME = 250  # MLflow's column; PostgreSQL refuses longer names (sqlite does not check)
+
+
+def fitting_name(name: str) -> str:
+    """A run name MLflow's SQL stores take: long ones (a search's overrides) are cut, with a hash
+    of the whole so that two cut names still differ."""
+    if len(name) <= MAX_RUN_NAME:
+        return name
+    import hashlib
+
+    return f"{name[:MAX_RUN_NAME - 10]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
@@ -414,7 +427,7 @@ def start_detached_run(experiment_id: str, run_name: str, tags: Mapping[str, str
     """A run outside the fluent API's active-run stack (a sweep's parent stays open while the
     jobs, possibly in this same process, start and end their own runs)."""
     mlflow_client = MlflowClient()
-    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    run = mlflow_client.create_run(experiment_id, run_name=fitting_name(run_name), tags=dict(tags))
     if params:
         from mlflow.entities import Param
 
@@ -431,7 +444,7 @@ def end_detached_run(mlflow_client: MlflowClient, run_id: str, status: str, reas
 def record_failed_run(mlflow_client: MlflowClient, experiment_id: str, run_name: str,
                       tags: Mapping[str, str]) -> str:
     """A FAILED run for a job that failed before training (tags say why)."""
-    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    run = mlflow_client.create_run(experiment_id, run_name=fitting_name(run_name), tags=dict(tags))
     mlflow_client.set_terminated(run.info.run_id, "FAILED")
     return run.info.run_id
 
