@@ -21,7 +21,7 @@ class MnistlabOptunaSweeperConf:
     # the study's total of finished (COMPLETE or PRUNED) trials; a rerun tops the study up to it
     n_trials: int = 20
     # trials launched at once (a batch, through the configured launcher); null: as many as the
-    # launcher runs at once (hydra/launcher=joblib: its n_jobs), else 1
+    # launcher runs at once (joblib: its n_jobs; slurm: its array_parallelism), else 1
     n_jobs: Optional[int] = None
     # an Optuna sampler (_target_ and its arguments); its seed is offset by the trials already in the study
     sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": None})

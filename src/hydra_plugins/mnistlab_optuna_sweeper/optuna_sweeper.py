@@ -30,8 +30,10 @@ class OptunaSweeper(Sweeper):
         from mnistlab import search, search_space
 
         assert self.config is not None and self.launcher is not None
-        settings = search.Settings.of(self.config.hydra.sweeper,
-                                      launcher_jobs=OmegaConf.select(self.config, "hydra.launcher.n_jobs"))
+        launcher = self.config.hydra.launcher  # joblib runs n_jobs at once, SLURM (submitit) array_parallelism
+        parallel = OmegaConf.select(launcher, "n_jobs", default=None)
+        settings = search.Settings.of(self.config.hydra.sweeper, launcher_jobs=parallel if parallel is not None else
+                                      OmegaConf.select(launcher, "array_parallelism", default=None))
         space = search_space.parse(settings.params, arguments)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,193 @@
+"""hydra/launcher=slurm end to end, without a cluster: the fake ``sbatch``/``srun``/``sacct``/``scancel``
+in tests/fake_slurm/ come first on PATH and run each job on this machine, so that ``python run.py -m
+...`` goes through the real launcher (hydra-submitit-launcher, submitit) as on a cluster. Then the
+store, submitit's folder and the fake's own record (what was submitted, which tasks ran, when) are
+read back: a sweep is one job array that never runs more than array_parallelism tasks at once, a
+search launches its trials as SLURM jobs, and failures are reported as without SLURM.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterator
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import error_lines, mlflow_client, run_cli
+
+FAKE_SLURM = Path(__file__).resolve().parent / "fake_slurm"
+# small and quick: 300 images, 1 epoch; the jobs' cost is mostly Python, TensorFlow and MLflow starting
+QUICK = ("data.limit=300", "trainer.epochs=1", "trainer.verbose=0", "tracking.log_model=false")
+
+
+@dataclass(frozen=True)
+class FakeJob:
+    """One sbatch submission as the fake recorded it (tests/fake_slurm/fake_slurm_lib.sh)."""
+
+    id: int
+    options: dict[str, str]           # the sbatch options that won (#SBATCH lines, command line)
+    tasks: list[str]                  # array indices, or ["-"] for a job that is not an array
+    states: dict[str, str]            # index -> PENDING, RUNNING, COMPLETED, FAILED, CANCELLED
+    spans: dict[str, tuple[float, float]]  # index -> (start, end), for the tasks that ran
+
+    @property
+    def is_array(self) -> bool:
+        return self.tasks != ["-"]
+
+    def task_id(self, index: str) -> str:
+        """The id submitit and sacct use: <id>_<index> in an array, <id> otherwise."""
+        return f"{self.id}_{index}" if self.is_array else str(self.id)
+
+
+def fake_jobs(state: Path) -> list[FakeJob]:
+    """Every job the fake sbatch was given, in submission order."""
+    jobs: list[FakeJob] = []
+    if not (state / "jobs").is_dir():  # sbatch never accepted a job
+        return jobs
+    for folder in sorted((state / "jobs").iterdir(), key=lambda p: int(p.name)):
+        options = dict(line.split("=", 1) for line in (folder / "options").read_text().splitlines())
+        tasks = (folder / "tasks").read_text().split()
+        spans = {t: (float((folder / f"task-{t}.start").read_text()), float((folder / f"task-{t}.end").read_text()))
+                 for t in tasks if (folder / f"task-{t}.end").is_file()}
+        states = {t: (folder / f"task-{t}.state").read_text().strip() for t in tasks}
+        jobs.append(FakeJob(int(folder.name), options, tasks, states, spans))
+    return jobs
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) spans that overlap at one moment."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])  # an end before a start
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+@pytest.fixture
+def slurm(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment a test's ``python run.py`` gets for "SLURM": the fakes first on PATH, their
+    record in tmp. Whatever a failed test left pending or running is cancelled (by process group)."""
+    env = {"PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_DIR": str(tmp_path / "slurm"),
+           "FAKE_SLURM_KILL_WAIT": "1"}
+    yield env
+    for job in fake_jobs(tmp_path / "slurm"):
+        if {"PENDING", "RUNNING"} & set(job.states.values()):
+            subprocess.run([str(FAKE_SLURM / "scancel"), str(job.id)], env={**os.environ, **env}, check=False)
+
+
+def sweep_runs(store: str) -> tuple:
+    """(parent, children in job order) of the only sweep in ``store``."""
+    client = mlflow_client(store)
+    runs = client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("mnistlab.role") == "sweep"]
+    assert len(parents) == 1, [r.info.run_name for r in runs]
+    children = sorted((r for r in runs if r is not parents[0]), key=lambda r: int(r.data.tags["sweep.job"]))
+    return parents[0], children
+
+
+def job_logs(sweep_dir: Path, task_id: str) -> tuple[str, str]:
+    """(stdout, stderr) of one SLURM job, where submitit has SLURM write them."""
+    folder = sweep_dir / ".submitit" / task_id
+    return (folder / f"{task_id}_0_log.out").read_text(), (folder / f"{task_id}_0_log.err").read_text()
+
+
+def test_a_sweep_is_one_job_array_and_a_job_failing_on_its_node_is_reported(tmp_path, mnist_dir, slurm, compose_cfg):
+    """Three jobs, at most two at once. The first one's optimizer.lr=-1 is refused on the "compute
+    node" only (the sweep's shared config is valid): its run is FAILED with the reason, as without
+    SLURM, and the two others train. (One array serves both checks: each job costs ~15 s here.)"""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli("-m", "hydra/launcher=slurm", "model=mlp12", *QUICK, "optimizer.lr=-1,0.01,0.02",
+                   "hydra.launcher.array_parallelism=2", "hydra.launcher.partition=debug",
+                   "hydra.launcher.timeout_min=10", store=store,
+                   env={**slurm, "FAKE_SLURM_PARTITIONS": "debug,gpu"})  # a cluster with these two
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = error_lines(proc)[-1]
+    assert last.startswith("error: sweep ") and "1 of 3 jobs did not finish (job 0 FAILED" in last
+
+    # MLflow: the usual sweep, its parent and a child per job, the failed one with its reason
+    parent, children = sweep_runs(store)
+    assert parent.data.tags["sweep.launcher"] == "SlurmLauncher"
+    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 3 jobs did not finish"
+    assert [c.info.status for c in children] == ["FAILED", "FINISHED", "FINISHED"]
+    assert "optimizer.lr=-1.0: must be > 0" in children[0].data.tags["failure_reason"]
+    assert children[0].info.run_id in proc.stdout and "must be > 0" in proc.stdout  # the table says why
+    assert [c.data.params["optimizer.lr"] for c in children[1:]] == ["0.01", "0.02"]
+    client = mlflow_client(store)
+    for child in children[1:]:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert 0 < child.data.metrics["test_accuracy"] <= 1 and child.data.metrics["test_loss"] > 0
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")] == [0]
+        # the submitter's environment reached the jobs: the data of MNIST_DIR, outputs under MNISTLAB_ROOT
+        assert Path(child.data.params["data.dir"]) == mnist_dir
+        assert Path(child.data.tags["hydra.output_dir"]).is_relative_to(tmp_path)
+    assert parent.data.metrics["runs_finished"] == 2
+
+    # SLURM: one submission, an array of the three jobs, with the config's resources; to SLURM every
+    # job ended well (the failure is the run's, recorded in MLflow)
+    [job] = fake_jobs(tmp_path / "slurm")
+    launcher = compose_cfg(["hydra/launcher=slurm"]).hydra.launcher
+    assert job.tasks == ["0", "1", "2"] and job.options["array"] == "0-2%2"
+    assert (job.options["partition"], job.options["time"]) == ("debug", "10")
+    assert job.options["cpus-per-task"] == str(launcher.cpus_per_task)
+    assert job.options["mem"] == f"{launcher.mem_gb}GB" and job.options["export"] == "ALL"
+    assert job.states == {"0": "COMPLETED", "1": "COMPLETED", "2": "COMPLETED"}
+    assert most_at_once(list(job.spans.values())) == 2  # two together, never three
+
+    # submitit's folder in the sweep's: each job's log, with what the job printed: the run's summary,
+    # or the failed job's error line (on a cluster it is there, not in the sweep's terminal)
+    sweep_dir = Path(parent.data.tags["sweep.dir"])
+    for index, child in zip(job.tasks, children, strict=True):  # array index = the sweep's job number
+        stdout, stderr = job_logs(sweep_dir, job.task_id(index))
+        assert f"Starting with JobEnvironment(job_id={job.task_id(index)}," in stdout  # submitit's first line
+        assert (sweep_dir / ".submitit" / job.task_id(index) / f"{job.task_id(index)}_0_result.pkl").is_file()
+        if child.info.status == "FINISHED":
+            assert f"MLflow run  {child.info.run_id}" in stdout
+        else:
+            assert "error: job 0 (" in stderr and "optimizer.lr=-1.0: must be > 0" in stderr
+
+
+def test_a_job_sbatch_refuses_stops_the_sweep_in_one_line_and_leaves_no_run(tmp_path, slurm):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli("-m", "hydra/launcher=slurm", "model=mlp12", *QUICK, "seed=1,2", "hydra.launcher.partition=gpus",
+                   store=store, env={**slurm, "FAKE_SLURM_PARTITIONS": "debug,gpu"})
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = error_lines(proc)[-1]
+    assert last.startswith("error: ") and "invalid partition specified: gpus" in last
+    assert fake_jobs(tmp_path / "slurm") == []
+    client = mlflow_client(store)
+    assert client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id]) == []  # parent removed
+
+
+def test_a_hyperparameter_search_launches_its_trials_as_slurm_jobs(tmp_path, mnist_dir, slurm):
+    """hydra.sweeper.n_jobs is null: a batch is as many trials as the launcher runs at once
+    (array_parallelism), so the two trials are asked together and submitted as one array."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli("-m", "hparams_search=tiny_cnn_optuna", "hydra/launcher=slurm", "hydra.sweeper.n_trials=2", *QUICK,
+                   store=store, env=slurm)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    trials = optuna.load_study(study_name="tiny_cnn_optuna", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    parent, children = sweep_runs(store)
+    assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "SlurmLauncher"
+    by_trial = {int(c.data.tags["optuna.trial"]): c for c in children}
+    assert sorted(by_trial) == [0, 1]
+    for number, run in by_trial.items():
+        assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "COMPLETE"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert trials[number].value == pytest.approx(run.data.metrics["val_accuracy"])
+
+    jobs = fake_jobs(tmp_path / "slurm")
+    assert len(jobs) == 1 and jobs[0].is_array and jobs[0].states == {"0": "COMPLETED", "1": "COMPLETED"}
+    sweep_dir = Path(parent.data.tags["sweep.dir"])
+    assert sweep_dir == tmp_path / "outputs" / "hparams_search" / "tiny_cnn_optuna"
+    for number in (0, 1):  # array task n ran trial n, in the trial's own folder
+        stdout, _ = job_logs(sweep_dir, jobs[0].task_id(str(number)))
+        assert f"MLflow run  {by_trial[number].info.run_id}" in stdout
+        assert (sweep_dir / f"trial-{number:04d}" / "run.log").is_file()
