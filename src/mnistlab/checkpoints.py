@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnistlab import processes
 from mnistlab.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -120,7 +121,7 @@ def locate(target: str, tracking_uri: str) -> Checkpoint:
     if RUN_ID.fullmatch(target) and checkpoint.run_id != target:
         raise ConfigError("resume", f"the checkpoint in {folder} belongs to run {checkpoint.run_id}", target)
     pid = checkpoint.state.get("pid")
-    if checkpoint.state.get("host") == socket.gethostname() and pid != os.getpid() and _alive(pid):
+    if checkpoint.state.get("host") == socket.gethostname() and pid != os.getpid() and processes.alive(pid):
         raise ConfigError("resume", f"the run is still training in process {pid} on this machine; stop it first "
                           f"(kill -TERM {pid}) or wait for it", target)
     return checkpoint
@@ -151,15 +152,3 @@ def _output_dir_of_run(run_id: str, tracking_uri: str) -> Path:
         raise ConfigError("resume", f"the run's output folder {folder!r} is not on this machine; "
                           "pass resume=<output folder> instead", run_id)
     return Path(folder)
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab import processes
 from mnistlab.errors import ConfigError, MnistlabError, one_line
 from mnistlab.search_space import SearchSpace
 
@@ -308,7 +309,7 @@ class Search:
     # -- one trial ------------------------------------------------------------------------------
 
     def _prepare(self, trial: Any) -> list[str]:
-        trial.set_user_attr(OWNER, {"host": self.host, "pid": self.pid, "started": _process_start(self.pid)})
+        trial.set_user_attr(OWNER, {"host": self.host, "pid": self.pid, "started": processes.start_time(self.pid)})
         if RETRY_OF in trial.user_attrs:
             log.info("Optuna trial %d retries trial %d's parameters", trial.number, trial.user_attrs[RETRY_OF])
         folder = f"trial-{trial.number:04d}"
@@ -366,7 +367,7 @@ class Search:
 
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = trial.user_attrs.get(OWNER) or {}
-            if owner.get("host") == self.host and not _alive(owner.get("pid"), owner.get("started")):
+            if owner.get("host") == self.host and not processes.alive(owner.get("pid"), owner.get("started")):
                 if self._fail(study, trial.number, trial._trial_id,
                               f"its process ({owner.get('pid')} on {self.host}) died", retry=True):
                     log.warning("Optuna trial %d was left RUNNING by a process that died: FAIL, parameters "
@@ -384,7 +385,7 @@ class Search:
         """How many processes joined this study before this one, counting only those still running.
         Each records itself first and reads the list after, so two that start together get
         different places (0 for a search that runs alone)."""
-        key = f"worker {self.host} {self.pid} {_process_start(self.pid)}"
+        key = f"worker {self.host} {self.pid} {processes.start_time(self.pid)}"
         study.set_user_attr(key, time.time())
         joined = sorted((when, name) for name, when in study.user_attrs.items() if name.startswith("worker "))
         earlier = [name for when, name in joined if (when, name) < (study.user_attrs[key], key)]
@@ -549,39 +550,12 @@ def _heartbeats(storage: Any, trial_ids: list[int]) -> Iterator[None]:
         thread.join(timeout=5)
 
 
-def _process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (tells a reused pid from the original)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _alive_worker(name: str, host: str) -> bool:
     """A ``worker <host> <pid> <start>`` entry of a study: alive (another host's counts as alive)."""
     _, worker_host, pid, started = (name.split(" ") + ["", "", ""])[:4]
     if worker_host != host:
         return True
-    return pid.isdigit() and _alive(int(pid), None if started == "None" else started)
-
-
-def _alive(pid: Any, started: Any) -> bool:
-    """Whether the process that owns a trial still runs (a zombie does not: it was killed and its
-    parent has not reaped it yet; a reused pid does not: it started at another time)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass
-    return started is None or _process_start(pid) in (None, started)
+    return pid.isdigit() and processes.alive(int(pid), None if started == "None" else started)
 
 
 def _redacted(url: str) -> str:
