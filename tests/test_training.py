@@ -71,16 +71,45 @@ def test_one_pass_evaluation_matches_keras_evaluate(mnist_dir, loss):
 
 def test_interrupts_wait_for_a_store_write_to_end():
     """Ctrl-C in the middle of a sqlite commit used to leave the run locked out of its own store
-    (left RUNNING): inside tracking.deferred_interrupts the signal is held, then raised."""
+    (left RUNNING): inside interrupts.deferred the signal is held, then raised."""
     import os
     import signal
 
-    from mnistlab.tracking import deferred_interrupts
+    from mnistlab.interrupts import deferred
 
     done = []
     with pytest.raises(KeyboardInterrupt):
-        with deferred_interrupts():
+        with deferred():
             os.kill(os.getpid(), signal.SIGINT)
             done.append("the write went on")
     assert done == ["the write went on"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def _swallowing_the_interrupt() -> None:
+    """What TensorFlow sometimes does with a KeyboardInterrupt raised in Python code it called."""
+    import os
+    import signal
+
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+    except KeyboardInterrupt:
+        raise TypeError("Failed to convert elements of (None,) to Tensor") from None
+
+
+@pytest.mark.parametrize("signal_sent", [True, False])
+def test_an_error_raised_after_ctrl_c_is_the_interrupt(signal_sent):
+    """CI saw a sweep job end FAILED with TensorFlow's TypeError instead of KILLED: Ctrl-C had come
+    out of fit() as another error. Within interrupts.raised, an error after a signal is the interrupt."""
+    from mnistlab.interrupts import raised
+
+    with pytest.raises(KeyboardInterrupt if signal_sent else TypeError) as caught:
+        with raised():
+            if signal_sent:
+                _swallowing_the_interrupt()
+            raise TypeError("a real bug")
+    if signal_sent:
+        assert isinstance(caught.value.__cause__, TypeError)
+    with pytest.raises(TypeError):  # the signal is forgotten when the block ends
+        with raised():
+            raise TypeError("a real bug")

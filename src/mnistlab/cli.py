@@ -11,17 +11,16 @@ import math
 import os
 import re
 import shlex
-import signal
 import sys
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab import interrupts
 from mnistlab.config import validate
 from mnistlab.errors import ConfigError, MnistlabError, Terminated, one_line
 from mnistlab.search import TrialLink
@@ -109,7 +108,7 @@ def task(cfg: DictConfig) -> float | None:
                 raise ConfigError("resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)",
                                   valid.resume)
             check_overrides(list(hydra_cfg.overrides.task))
-        with _sigterm_as_interrupt():
+        with interrupts.raised():
             from mnistlab import runner  # TensorFlow and MLflow load here, after validation
 
             result = runner.run(valid, output_dir=output_dir, run_name=run_name, sweep=sweep, job=job,
@@ -247,22 +246,6 @@ def hydra_error_line(exc: BaseException) -> str:
         listing = line.endswith(":")
         parts.append(line)
     return " ".join(p if p.endswith((".", ":")) else p + "." for p in parts)
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (some launchers): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _save_traceback(exc: BaseException, output_dir: str) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab import checkpoints
+from mnistlab import checkpoints, interrupts
 from mnistlab import data as data_lib
 from mnistlab.config import loss_spec, validate
 from mnistlab.errors import MnistlabError
@@ -96,7 +96,7 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
     with tracking.active_run(experiment_id, run_name, tags, run_id=resume.run_id if resume else None) as active:
         run_id = active.info.run_id
         log.info("MLflow run %s (%s) in experiment %r", run_id, run_name, cfg.tracking.experiment)
-        with tracking.deferred_interrupts():  # the record of the run, written whole
+        with interrupts.deferred():  # the record of the run, written whole
             if resume is None:
                 tracking.log_run_record(resolved, output_dir, model_summary=models.summary_text(model), extra_params={
                     "num_params": str(num_params), "trainer.threads_used": str(threads),
@@ -113,7 +113,10 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
                                   checkpoint_state={"run_id": run_id, "config": resolved,
                                                     "resumed": int(tags.get("resumed", 0))})
         except (Exception, KeyboardInterrupt) as exc:
-            _explain_checkpoint(exc, Path(output_dir), run_id)
+            interrupt = interrupts.as_interrupt(exc)
+            _explain_checkpoint(interrupt, Path(output_dir), run_id)
+            if interrupt is not exc:
+                raise interrupt from exc
             raise
         scores, probabilities = training.evaluate(trainee, data, cfg.loss)
         # the epoch whose weights are tested: the best one when best_checkpoint restored it
@@ -123,7 +126,7 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
                   "time_per_epoch_s": sum(fitted.history["epoch_time_s"]) / fitted.epochs_run}
         if fitted.best_epoch is not None:
             timing["best_epoch"] = fitted.best_epoch + 1  # 1-based, as Keras prints "Epoch 7/20"
-        with tracking.deferred_interrupts():  # only writes from here: Ctrl-C waits for them (seconds)
+        with interrupts.deferred():  # only writes from here: Ctrl-C waits for them (seconds)
             mlflow.log_metrics({**scores, **timing})
 
             title = f"{run_name.replace(',', ', ')} ({num_params:,} parameters)"  # spaces let it wrap

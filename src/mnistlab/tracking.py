@@ -7,11 +7,9 @@ import os
 import platform
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import mnistlab
+from mnistlab import interrupts
 from mnistlab.errors import TrackingError, one_line
 
 log = logging.getLogger(__name__)
@@ -163,13 +162,16 @@ def active_run(experiment_id: str, run_name: str, tags: Mapping[str, str],
         raise TrackingError(store_problem(mlflow.get_tracking_uri(), exc)) from None
     try:
         yield run
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        interrupt = interrupts.as_interrupt(exc)  # TensorFlow can turn Ctrl-C into another error
+        if not isinstance(interrupt, KeyboardInterrupt):
+            _end_quietly(RunStatus.FAILED, f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
+            raise
         _end_quietly(RunStatus.KILLED, "interrupted")
         log.warning("MLflow run %s marked KILLED; the epochs logged so far are kept", run.info.run_id)
-        raise
-    except BaseException as exc:
-        _end_quietly(RunStatus.FAILED, f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
-        raise
+        if interrupt is exc:
+            raise
+        raise interrupt from exc
     mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
@@ -244,32 +246,8 @@ def fitting_name(name: str) -> str:
 
 def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
     """One point per curve at step = epoch (0-based, as Keras and mlflow autolog count)."""
-    with deferred_interrupts():
+    with interrupts.deferred():
         mlflow.log_metrics(dict(metrics), step=epoch)
-
-
-@contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block ends. A signal in the middle of a sqlite commit
-    leaves that transaction open in this process, and its own next writes (marking the run KILLED)
-    then wait for the lock and fail: the run would be left RUNNING."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals only reach the main thread
-        return
-    received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if received:  # now, as it would have been at once
-        handler = previous[received[0]]
-        if callable(handler):
-            handler(received[0], None)  # Python's KeyboardInterrupt, or cli's SIGTERM-as-interrupt
-        elif handler == signal.SIG_DFL:
-            os.kill(os.getpid(), received[0])
 
 
 def log_missing_epochs(run_id: str, history: Mapping[str, list[float]]) -> int:
