@@ -9,7 +9,10 @@ search launches its trials as SLURM jobs, and failures are reported as without S
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
@@ -18,7 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import error_lines, mlflow_client, run_cli
+from conftest import RUN_PY, ROOT, cli_env, error_lines, mlflow_client, run_cli
 
 FAKE_SLURM = Path(__file__).resolve().parent / "fake_slurm"
 # small and quick: 300 images, 1 epoch; the jobs' cost is mostly Python, TensorFlow and MLflow starting
@@ -150,6 +153,63 @@ def test_a_sweep_is_one_job_array_and_a_job_failing_on_its_node_is_reported(tmp_
             assert f"MLflow run  {child.info.run_id}" in stdout
         else:
             assert "error: job 0 (" in stderr and "optimizer.lr=-1.0: must be > 0" in stderr
+
+
+def _wait_for(what: str, check, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert proc.poll() is None, f"the sweep ended (exit {proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(1)
+
+
+def test_a_job_slurm_kills_is_a_failed_job_and_ctrl_c_cancels_the_jobs_left(tmp_path, mnist_dir, slurm):
+    """Two long jobs. Job 0 is SIGKILLed on its "node" (as the memory limit or a node failure would):
+    no result comes back, its run is FAILED with SLURM's state and the log, and the sweep goes on
+    waiting for job 1 (the plugin alone raised at once). Then Ctrl-C on the sweep process alone (on
+    a cluster the jobs are not in the terminal's process group): job 1 is cancelled on "SLURM"."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen([sys.executable, str(RUN_PY), "-m", "hydra/launcher=slurm", "model=mlp12", "seed=1,2",
+                             "data.limit=2000", "trainer.epochs=500", "trainer.verbose=0", "tracking.log_model=false"],
+                            cwd=ROOT, env=cli_env(store, slurm), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        def runs() -> dict[str, object]:  # sweep.job -> run, once the sweep has created the store
+            if not list((tmp_path / "outputs" / "multiruns").rglob("sweep.json")):
+                return {}
+            client = mlflow_client(store)
+            return {r.data.tags["sweep.job"]: r for r in client.search_runs(
+                [client.get_experiment_by_name("mnistlab").experiment_id], "tags.`sweep.job` != ''")}
+
+        def training(job: str) -> bool:
+            run = runs().get(job)
+            return bool(run and "val_accuracy" in run.data.metrics)
+
+        _wait_for("both jobs trained an epoch", lambda: training("0") and training("1"), proc)
+        [job] = fake_jobs(tmp_path / "slurm")
+        subprocess.run([str(FAKE_SLURM / "scancel"), "--signal=KILL", job.task_id("0")],
+                       env={**os.environ, **slurm}, check=True)
+        _wait_for("job 0's run FAILED", lambda: runs()["0"].info.status == "FAILED", proc)
+        time.sleep(2)
+        assert proc.poll() is None  # still collecting job 1
+        assert runs()["1"].info.status == "RUNNING"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "error: interrupted" in stderr
+    assert "error: job 0 (model=mlp12,seed=1," in stderr and f"SLURM ended job {job.task_id('0')} (FAILED)" in stderr
+    lost = runs()["0"]
+    reason = lost.data.tags["failure_reason"]
+    assert reason.startswith(f"SLURM ended job {job.task_id('0')} (FAILED) before it returned; its log: ")
+    assert Path(reason.rsplit(" ", 1)[-1]).is_file() and reason.endswith("_log.err")
+    assert runs()["1"].info.status == "KILLED"
+    assert f"cancelled SLURM jobs {job.task_id('1')}" in stderr
+    states = fake_jobs(tmp_path / "slurm")[0].states
+    assert states == {"0": "FAILED", "1": "CANCELLED"}
 
 
 def test_a_job_sbatch_refuses_stops_the_sweep_in_one_line_and_leaves_no_run(tmp_path, slurm):

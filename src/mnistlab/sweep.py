@@ -83,13 +83,17 @@ class Sweep:
 
     def record_failed_job(self, job: int, run_name: str, reason: str, tags: dict[str, str] | None = None) -> None:
         """A job that failed before its run started still gets a (FAILED) child: the sweep's
-        table and the UI then show every job, not only the ones that got far enough."""
+        table and the UI then show every job, not only the ones that got far enough. A run left
+        RUNNING (its process was killed, e.g. by SLURM) ends FAILED with ``reason``."""
         from mnistlab import tracking
 
         client = tracking.client(self.tracking_uri)
-        if client.search_runs([self.experiment_id], f"{self.runs_filter} and tags.`sweep.job` = '{job}'",
-                              max_results=1):
-            return  # the run started and already ended FAILED with its reason
+        runs = client.search_runs([self.experiment_id], f"{self.runs_filter} and tags.`sweep.job` = '{job}'")
+        for run in runs:
+            if run.info.status == "RUNNING":
+                tracking.end_detached_run(client, run.info.run_id, "FAILED", reason)
+        if runs:
+            return  # the run started and ended with its reason
         tracking.record_failed_run(client, self.experiment_id, run_name,
                                    {**(tags or {}), **self.child_tags(job), "failure_reason": reason})
 

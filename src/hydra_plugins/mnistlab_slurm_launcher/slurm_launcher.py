@@ -1,0 +1,98 @@
+"""``hydra/launcher=slurm``: hydra-submitit-launcher's SLURM launcher, with two changes.
+
+- A job that SLURM ends without a result (``scancel``, preemption, a node failure, the memory or
+  time limit) is one failed job of the sweep: its run is FAILED with what SLURM said and where the
+  job's log is, and the sweep collects the other jobs and ends as usual. The plugin raises instead,
+  which stopped the sweep while the rest of the array went on running unobserved.
+- Ctrl-C (or SIGTERM) while the jobs run cancels the jobs that have not ended (``scancel``):
+  stopping the sweep stops its work on the cluster too.
+
+Without the ``slurm`` extra this module defines nothing (Hydra's plugin scan imports it anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+try:
+    from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+except ImportError:  # pip install -e .[slurm]
+    submitit_launcher = None
+
+log = logging.getLogger(__name__)
+
+if submitit_launcher is not None:
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+    from omegaconf import OmegaConf
+
+    class SlurmLauncher(submitit_launcher.SlurmLauncher):
+        def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+            assert self.config is not None
+            Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+            numbers = range(initial_job_idx, initial_job_idx + len(job_overrides))
+            for number, overrides in zip(numbers, job_overrides):
+                log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
+            # submitit runs this launcher (its __call__) on the node: one array task per job
+            jobs = self._executor().map_array(
+                self, [list(o) for o in job_overrides], ["hydra.sweep.dir"] * len(job_overrides), list(numbers),
+                [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * len(job_overrides))
+            log.info("SLURM job array %s: %d jobs", jobs[0].job_id.split("_")[0], len(jobs))
+            try:
+                return [self._result(job, number, overrides)
+                        for job, number, overrides in zip(jobs, numbers, job_overrides)]
+            except BaseException:  # Ctrl-C, SIGTERM, a store that failed: the cluster's work stops too
+                _cancel([job for job in jobs if not job.done()])
+                raise
+
+        def _executor(self) -> Any:
+            import submitit
+            from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+            generic = set(OmegaConf.structured(BaseQueueConf).keys())  # the rest are slurm_<key>
+            params = dict(self.params)
+            executor = submitit.AutoExecutor(folder=params.pop("submitit_folder"), cluster="slurm",
+                                             slurm_max_num_timeout=params.pop("max_num_timeout"))
+            executor.update_parameters(**{k if k in generic else f"slurm_{k}": v for k, v in params.items()})
+            return executor
+
+        def _result(self, job: Any, number: int, overrides: Sequence[str]) -> JobReturn:
+            from submitit.core.utils import FailedJobError, UncompletedJobError
+
+            try:
+                return job.results()[0]
+            except FailedJobError:  # the job's Python raised outside the task (the task catches its own)
+                raise
+            except UncompletedJobError:
+                reason = (f"SLURM ended job {job.job_id} ({job.state}) before it returned; "
+                          f"its log: {job.paths.stderr}")
+            run_name = ",".join(filter_overrides(overrides))
+            print(f"error: job {number} ({run_name}): {reason}", file=sys.stderr, flush=True)  # as a failed job's
+            _record_lost_job(number, run_name, reason)
+            return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=math.nan,
+                             task_name=self.config.hydra.job.name)
+
+    def _cancel(jobs: list) -> None:
+        for job in jobs:
+            try:
+                job.cancel(check=False)
+            except Exception as exc:  # scancel missing or refused: say so, the interrupt goes on
+                print(f"error: could not cancel SLURM job {job.job_id}: {exc}", file=sys.stderr, flush=True)
+        if jobs:
+            print(f"cancelled SLURM jobs {' '.join(job.job_id for job in jobs)}", file=sys.stderr, flush=True)
+
+    def _record_lost_job(number: int, run_name: str, reason: str) -> None:
+        """Its run (RUNNING: its process was killed) ends FAILED; a job that never started gets one."""
+        from mnistlab import sweep
+
+        active = sweep.active()
+        if active is None:
+            return
+        try:
+            active.record_failed_job(number, run_name, reason)
+        except Exception as exc:
+            print(f"error: job {number}: could not record the failure in MLflow: {exc}", file=sys.stderr, flush=True)
