@@ -7,12 +7,14 @@ each as one line. Set HYDRA_FULL_ERROR=1 yourself to get Hydra's behaviour and f
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 import shlex
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab import interrupts
 from mnistlab.config import validate
 from mnistlab.errors import ConfigError, MnistlabError, Terminated, one_line
+from mnistlab.redaction import Redacted
 from mnistlab.search import TrialLink
 from mnistlab.sweep import Sweep
 
@@ -41,6 +44,7 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO chatter
     # the command line as typed, for the runs' "command" tag (a launcher's worker processes have their own argv)
     os.environ[COMMAND] = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    _quiet_launcher_plugins()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's full tracebacks
         hydra_main()
         return
@@ -50,6 +54,14 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
         hydra_main()
     except (Exception, KeyboardInterrupt) as exc:
         exit_for(exc)
+
+
+def _quiet_launcher_plugins() -> None:
+    """conf/hydra/launcher/ray.yaml extends hydra-ray-launcher's config of the same name on purpose,
+    which Hydra 1.3 warns about each time it composes (up to 4 times a sweep); and that plugin logs
+    every ray.init argument, the jobs' environment variables included: redacted here."""
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
+    logging.getLogger("hydra_plugins.hydra_ray_launcher._launcher_util").addFilter(Redacted())
 
 
 def main(argv: list[str] | None = None) -> int:

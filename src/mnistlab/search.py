@@ -39,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab import processes
 from mnistlab.errors import ConfigError, MnistlabError, one_line
+from mnistlab.redaction import redact
 from mnistlab.search_space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,6 @@ class TrialLink:
 
     def tags(self) -> dict[str, str]:
         """MLflow tags of the trial's run."""
-        from mnistlab.tracking import redact
-
         return {"optuna.study": self.study_name, "optuna.trial": str(self.number), "optuna.state": "RUNNING",
                 "optuna.storage": redact(self.storage),
                 **{f"optuna.param.{key}": str(value) for key, value in self.params.items()}}
@@ -219,7 +218,7 @@ def open_storage(url: str, heartbeat: bool = True) -> Any:
                                               grace_period=GRACE_S if heartbeat else None)
     except Exception as exc:  # a bad URL, a missing driver, a server that does not answer
         raise ConfigError("hydra.sweeper.storage", f"cannot open the Optuna storage ({one_line(exc, 300)})",
-                          _redacted(url)) from None
+                          redact(url)) from None
 
 
 def make_pruner(spec: Any) -> Any:
@@ -261,14 +260,14 @@ class Search:
         study = optuna.create_study(study_name=self.study_name, storage=storage, load_if_exists=True,
                                     direction=self.settings.direction)
         if study.direction.name.lower() != self.settings.direction:
-            raise ConfigError("hydra.sweeper.direction", f"study {self.study_name!r} in {_redacted(self.storage_url)} "
+            raise ConfigError("hydra.sweeper.direction", f"study {self.study_name!r} in {redact(self.storage_url)} "
                               f"was created to {study.direction.name.lower()}; use another study_name",
                               self.settings.direction)
         self._fail_dead_trials(study)
         # a resumed study moves on by its trials so far, a parallel worker by its place among the workers
         offset = len(study.trials) + 7919 * self._worker_index(study)
         study.sampler = make_sampler(self.settings.sampler, offset)
-        log.info("Optuna study %r in %s: %d of %d trials finished", self.study_name, _redacted(self.storage_url),
+        log.info("Optuna study %r in %s: %d of %d trials finished", self.study_name, redact(self.storage_url),
                  _finished(study), self.settings.n_trials)
         distributions = self.space.distributions()
         while self.failed_here <= self.settings.max_failures:  # one failure more than tolerated stops it
@@ -302,7 +301,7 @@ class Search:
                 self._tell(study, trial, result)
         self._log_study(study)
         global _outcome
-        _outcome = Outcome(self.study_name, _redacted(self.storage_url), _finished(study), self.settings.n_trials,
+        _outcome = Outcome(self.study_name, redact(self.storage_url), _finished(study), self.settings.n_trials,
                            self.failed_here, self.launched, _best(study))
         return _outcome
 
@@ -412,7 +411,7 @@ class Search:
         run_id = sweep.parent_run_id
         try:
             best = _best(study)
-            tags = {"optuna.study": self.study_name, "optuna.storage": _redacted(self.storage_url),
+            tags = {"optuna.study": self.study_name, "optuna.storage": redact(self.storage_url),
                     "optuna.n_trials": str(self.settings.n_trials), "optuna.finished": str(_finished(study))}
             if best is not None:
                 tags["optuna.best_trial"] = str(best["number"])
@@ -558,7 +557,3 @@ def _alive_worker(name: str, host: str) -> bool:
     return pid.isdigit() and processes.alive(int(pid), None if started == "None" else started)
 
 
-def _redacted(url: str) -> str:
-    from mnistlab.tracking import redact
-
-    return redact(url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import re
 import shlex
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from mlflow.tracking import MlflowClient
 import mnistlab
 from mnistlab import interrupts
 from mnistlab.errors import TrackingError, one_line
+from mnistlab.redaction import redact, redact_all
 
 log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
@@ -285,25 +285,6 @@ def installed_packages() -> str:
 
     names = {f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]}
     return "\n".join(sorted(names, key=str.lower)) + "\n"
-
-
-#: environment variables whose values never reach MLflow (matched case-insensitively)
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|PRIVATE|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
-_URL_PASSWORD = re.compile(r"(\w+://[^/\s:@]+):[^/\s@]+@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the values of secret-looking environment variables and URL passwords masked."""
-    text = _URL_PASSWORD.sub(r"\1:***@", text)
-    for name in list(os.environ):  # a snapshot: MLflow's threads set and unset variables meanwhile
-        value = os.environ.get(name) or ""
-        if len(value) >= 6 and SECRET_NAME.search(name) and value in text:
-            text = text.replace(value, "***")
-    return text
-
-
-def redact_all(values: Mapping[str, Any]) -> dict[str, str]:
-    return {redact(str(k)): redact(str(v)) for k, v in values.items()}
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:

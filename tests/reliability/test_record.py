@@ -101,12 +101,29 @@ def test_no_secret_from_the_environment_reaches_mlflow(recorded):
 
 
 def test_redaction_covers_url_passwords_and_secret_variables(monkeypatch):
-    from mnistlab.tracking import redact
+    from mnistlab.redaction import redact
 
     monkeypatch.setenv("MY_SERVICE_TOKEN", "s3cr3t-value")
     monkeypatch.setenv("EPOCHS", "123456")  # not secret-looking: left alone
     text = "uri=http://alice:pa55word@host:5000 token=s3cr3t-value epochs=123456"
     assert redact(text) == "uri=http://alice:***@host:5000 token=*** epochs=123456"
+
+
+def test_the_ray_launcher_printing_the_jobs_environment_is_redacted(monkeypatch, caplog):
+    """hydra-ray-launcher logs every ray.init argument, the jobs' environment variables included."""
+    import logging
+
+    from mnistlab.cli import _quiet_launcher_plugins
+
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "s3cr3t-value")
+    _quiet_launcher_plugins()
+    init_cfg = {"address": "10.0.0.5:6379", "runtime_env": {"env_vars": {
+        "MY_SERVICE_TOKEN": "s3cr3t-value", "MLFLOW_TRACKING_URI": "postgresql://alice:pa55word@db/mlflow"}}}
+    with caplog.at_level(logging.INFO):  # as the plugin logs it: an f-string
+        logging.getLogger("hydra_plugins.hydra_ray_launcher._launcher_util").info(
+            f"Initializing ray with config: {init_cfg}")
+    assert caplog.messages == ["Initializing ray with config: {'address': '10.0.0.5:6379', 'runtime_env': {'env_vars': "
+                               "{'MY_SERVICE_TOKEN': '***', 'MLFLOW_TRACKING_URI': 'postgresql://alice:***@db/mlflow'}}}"]
 
 
 def test_models_load_in_keras_safe_mode(tmp_path):
