@@ -212,8 +212,10 @@ def test_raising_and_nan_trials_fail_with_their_reason_and_the_search_goes_on(tm
     assert result.reached and result.finished == 3 and result.failed_here == 5 and result.problem() is None
     assert [line for line in launched[0] if not line.startswith("optimizer.lr=")] == [
         "seed=3", "hydra.sweep.subdir=trial-0000"]
-    link = json.loads((tmp_path / "sweep" / "trial-0007" / "optuna_trial.json").read_text())
+    link_file = tmp_path / "sweep" / "trial-0007" / "optuna_trial.json"
+    link = json.loads(link_file.read_text())
     assert link["number"] == 7 and link["params"] == trials[7].params
+    assert link_file.stat().st_mode & 0o777 == 0o600  # it holds the storage URL, password and all
 
 
 def test_one_failure_more_than_max_failures_stops_the_search(tmp_path):

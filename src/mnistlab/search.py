@@ -114,7 +114,10 @@ class TrialLink:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / TRIAL_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        # only the owner may read it: the storage URL the job reports to may hold a password
+        fd = os.open(directory / TRIAL_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> TrialLink | None:
