@@ -197,11 +197,18 @@ def test_compare_models_preset_is_the_model_optimizer_grid(compose_cfg):
     assert valid.tracking.tags.preset == "compare_models" and valid.model.name == "cnn"
 
 
-@pytest.mark.parametrize("threads,parallel,expected", [
-    ("auto", 1, lambda cores: cores), ("auto", 2, lambda cores: max(1, cores // 2)),
-    ("auto", 1000, lambda cores: 1), ("auto", -1, lambda cores: 1), (3, 4, lambda cores: 3),
+@pytest.mark.parametrize("threads,parallel,omp,expected", [
+    ("auto", 1, None, lambda cores: cores), ("auto", 2, None, lambda cores: max(1, cores // 2)),
+    ("auto", 1000, None, lambda cores: 1), ("auto", -1, None, lambda cores: 1), (3, 4, None, lambda cores: 3),
+    # $OMP_NUM_THREADS (Ray sets it to a task's num_cpus): auto takes it, up to the cores there are
+    ("auto", 1, "1", lambda cores: 1), ("auto", 1, "64", lambda cores: cores),
+    ("auto", 2, "x", lambda cores: max(1, cores // 2)), (3, 1, "1", lambda cores: 3),
 ])
-def test_threads_share_the_cores_between_parallel_jobs(threads, parallel, expected):
+def test_threads_share_the_cores_between_parallel_jobs(threads, parallel, omp, expected, monkeypatch):
     from mnistlab.training import cpu_cores, resolve_threads
 
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
     assert resolve_threads(threads, parallel) == expected(cpu_cores())

@@ -161,6 +161,8 @@ def test_a_sweep_runs_its_jobs_as_ray_tasks(head, store):
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert 0 < child.data.metrics["test_accuracy"] <= 1 and child.data.metrics["epochs_run"] == 1
+        # trainer.threads=auto: the task's num_cpus (1; Ray passes it as OMP_NUM_THREADS), not the node's 2 cores
+        assert child.data.params["trainer.threads_used"] == "1"
         assert [m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")] == [0]
         # what only the launcher config's runtime_env gave the worker (the head has none of it):
         # MNISTLAB_ROOT (outputs in the test's folder), MNISTLAB_COMMAND (the command as typed)

@@ -65,11 +65,15 @@ def cpu_cores() -> int:
 
 
 def resolve_threads(threads: str | int, parallel_jobs: int) -> int:
-    """``auto``: the cores shared out between the jobs that run at once, at least one each.
+    """``auto``: $OMP_NUM_THREADS when set (Ray sets it to a task's num_cpus, many SLURM sites to
+    the job's cores), else the cores shared out between the jobs that run at once, at least one each.
     ``parallel_jobs`` counts as joblib's n_jobs does: -1 is one job per core, -2 all but one."""
     if threads != "auto":
         return int(threads)
     cores = cpu_cores()
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        return min(int(omp), cores)
     jobs = parallel_jobs if parallel_jobs > 0 else cores + 1 + parallel_jobs
     return max(1, cores // max(1, jobs))
 
