@@ -58,9 +58,12 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
 
 def _quiet_launcher_plugins() -> None:
     """conf/hydra/launcher/ray.yaml extends hydra-ray-launcher's config of the same name on purpose,
-    which Hydra 1.3 warns about each time it composes (up to 4 times a sweep); and that plugin logs
-    every ray.init argument, the jobs' environment variables included: redacted here."""
+    which Hydra 1.3 warns about each time it composes (up to 4 times a sweep); that plugin logs
+    every ray.init argument, the jobs' environment variables included: redacted here; and Ray's
+    patience with an address where nothing answers is shortened (RAY_NUM_REDIS_GET_RETRIES)."""
     warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
+    # a Ray address where no cluster answers: give up after ~2 minutes, not Ray's ~14 (20 attempts of ~40 s)
+    os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", "3")
     logging.getLogger("hydra_plugins.hydra_ray_launcher._launcher_util").addFilter(Redacted())
 
 
