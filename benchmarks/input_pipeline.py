@@ -39,7 +39,7 @@ def epoch_time(model: str, batch: int, epochs: int, pipeline: str, data) -> floa
     if pipeline == "arrays":
         net.fit(data.x_train, data.y_train, batch_size=batch, epochs=epochs, shuffle=True, verbose=0, callbacks=[timer])
     elif pipeline == "mnistlab":
-        net.fit(shuffled_batches(data.x_train, data.y_train, batch, 42, 0, epochs), epochs=epochs,
+        net.fit(shuffled_batches(data.x_train, data.y_train, batch, 42, 0), epochs=epochs,
                 steps_per_epoch=-(-len(data.x_train) // batch), shuffle=False, verbose=0, callbacks=[timer])
     else:
         ds = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))

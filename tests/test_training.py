@@ -30,13 +30,19 @@ def _train(data, steps_per_execution: int, seed: int = 3):
     return model.get_weights(), result, epochs
 
 
-def test_steps_per_execution_changes_speed_not_results(small_data):
-    """600 images / batch 32 = 19 steps: one execution of 32 covers a whole epoch, and still the
-    weights after two epochs are bit-identical to one step per execution."""
-    one, _, _ = _train(small_data, steps_per_execution=1)
-    many, _, _ = _train(small_data, steps_per_execution=32)
+@pytest.mark.parametrize("steps_per_execution", [8, 32])
+def test_steps_per_execution_changes_speed_not_results(small_data, steps_per_execution):
+    """600 images / batch 32 = 19 steps, which neither 8 nor 32 divides: an epoch's last execution
+    must still end at the epoch's end (it used to run on into the next epoch's batches: the same
+    final weights, but every epoch's metrics, checkpoint and early-stopping decision taken at the
+    wrong step). Weights and every epoch's metrics are bit-identical to one step per execution."""
+    one, one_result, _ = _train(small_data, steps_per_execution=1)
+    many, many_result, _ = _train(small_data, steps_per_execution=steps_per_execution)
     for a, b in zip(one, many, strict=True):
         np.testing.assert_array_equal(a, b)
+    timed = ("epoch_time_s",)
+    assert {k: v for k, v in many_result.history.items() if k not in timed} == {
+        k: v for k, v in one_result.history.items() if k not in timed}
 
 
 def test_each_epoch_is_reported_with_time_and_learning_rate(small_data):

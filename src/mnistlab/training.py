@@ -215,7 +215,7 @@ def fit(model: keras.Model, data: Dataset, epochs: int, batch_size: int, verbose
     start = time.perf_counter()
     if not (resume and resume.training_done):
         steps = math.ceil(len(data.x_train) / batch_size)
-        model.fit(shuffled_batches(data.x_train, data.y_train, batch_size, seed, first_epoch, epochs),
+        model.fit(shuffled_batches(data.x_train, data.y_train, batch_size, seed, first_epoch),
                   steps_per_epoch=steps, epochs=epochs, initial_epoch=first_epoch, shuffle=False,
                   validation_data=validation,
                   verbose=keras_verbosity(verbose), callbacks=keras_callbacks)
@@ -229,23 +229,32 @@ def fit(model: keras.Model, data: Dataset, epochs: int, batch_size: int, verbose
     return result
 
 
-def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int, epochs: int):
-    """Batches of epochs ``first_epoch`` .. ``epochs - 1``, each epoch in an order drawn from
-    (seed, epoch) alone: epoch 7 has the same batches whether or not the run stopped at epoch 5.
-    (Keras's own shuffle continues one generator across epochs, which a resumed fit restarts.)
+def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int):
+    """One epoch of batches, in an order drawn from (seed, epoch) alone: epoch 7 has the same
+    batches whether or not the run stopped at epoch 5. (Keras's own shuffle continues one
+    generator across epochs, which a resumed fit restarts.)
+
+    Keras iterates it once per epoch (the dataset's cardinality is the epoch's steps): with
+    steps_per_execution > 1 an epoch's last execution then ends at the epoch's last batch, where
+    one long stream of all epochs' batches let it run on into the next epoch's. Each pass takes
+    the next epoch number from a counter in the pipeline, starting at ``first_epoch``.
     Like Keras's array adapter: the arrays enter once, each batch is a gather; the last one may be short."""
     import tensorflow as tf
 
     n = len(x)
     full = n // batch_size * batch_size
+    steps = math.ceil(n / batch_size)
+    epochs_started = tf.Variable(first_epoch - 1, dtype=tf.int64, trainable=False)
 
-    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+    def epoch_batches(_: tf.Tensor) -> tf.data.Dataset:
+        epoch = epochs_started.assign_add(1)  # once per pass over the dataset
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
                                                          seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
         batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], (-1, batch_size)))
         return batches.concatenate(tf.data.Dataset.from_tensors(order[full:])) if full < n else batches
 
-    indices = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    indices = (tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
+               .apply(tf.data.experimental.assert_cardinality(steps)))
     arrays = tf.data.Dataset.from_tensors((x, y)).repeat()
     return (tf.data.Dataset.zip(indices, arrays)
             .map(lambda i, xy: (tf.gather(xy[0], i), tf.gather(xy[1], i)), num_parallel_calls=tf.data.AUTOTUNE)
