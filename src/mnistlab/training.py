@@ -245,6 +245,7 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, f
     full = n // batch_size * batch_size
     steps = math.ceil(n / batch_size)
     epochs_started = tf.Variable(first_epoch - 1, dtype=tf.int64, trainable=False)
+    images, labels = tf.constant(x), tf.constant(y)  # in once; each pass only gathers from them
 
     def epoch_batches(_: tf.Tensor) -> tf.data.Dataset:
         epoch = epochs_started.assign_add(1)  # once per pass over the dataset
@@ -253,11 +254,9 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, f
         batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], (-1, batch_size)))
         return batches.concatenate(tf.data.Dataset.from_tensors(order[full:])) if full < n else batches
 
-    indices = (tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
-               .apply(tf.data.experimental.assert_cardinality(steps)))
-    arrays = tf.data.Dataset.from_tensors((x, y)).repeat()
-    return (tf.data.Dataset.zip(indices, arrays)
-            .map(lambda i, xy: (tf.gather(xy[0], i), tf.gather(xy[1], i)), num_parallel_calls=tf.data.AUTOTUNE)
+    return (tf.data.Dataset.from_tensors(0).flat_map(epoch_batches)
+            .apply(tf.data.experimental.assert_cardinality(steps))
+            .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)), num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
