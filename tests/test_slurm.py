@@ -226,28 +226,52 @@ def test_a_job_sbatch_refuses_stops_the_sweep_in_one_line_and_leaves_no_run(tmp_
 
 def test_a_hyperparameter_search_launches_its_trials_as_slurm_jobs(tmp_path, mnist_dir, slurm):
     """hydra.sweeper.n_jobs is null: a batch is as many trials as the launcher runs at once
-    (array_parallelism), so the two trials are asked together and submitted as one array."""
+    (array_parallelism), so the two trials are asked together and submitted as one array. Trial 0's
+    job is SIGKILLed on its node as it starts (as a preemption or the memory limit would): the trial
+    is lost, not failed by its parameters, so they run once more, and the search still reaches 2."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_cli("-m", "hparams_search=tiny_cnn_optuna", "hydra/launcher=slurm", "hydra.sweeper.n_trials=2", *QUICK,
-                   store=store, env=slurm)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep_dir = tmp_path / "outputs" / "hparams_search" / "tiny_cnn_optuna"
+    proc = subprocess.Popen([sys.executable, str(RUN_PY), "-m", "hparams_search=tiny_cnn_optuna",
+                             "hydra/launcher=slurm", "hydra.sweeper.n_trials=2", *QUICK],
+                            cwd=ROOT, env=cli_env(store, slurm), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        def started(task: str) -> bool:  # submitit's first line: the job step runs on its "node"
+            log = next(iter(sweep_dir.glob(f".submitit/*_{task}/*_{task}_0_log.out")), None)
+            return log is not None and "Starting with JobEnvironment" in log.read_text()
+
+        _wait_for("trial 0's job started", lambda: started("0"), proc)
+        subprocess.run([str(FAKE_SLURM / "scancel"), "--signal=KILL", fake_jobs(tmp_path / "slurm")[0].task_id("0")],
+                       env={**os.environ, **slurm}, check=True)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
 
     trials = optuna.load_study(study_name="tiny_cnn_optuna", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    jobs = fake_jobs(tmp_path / "slurm")
+    lost = trials[0].user_attrs["fail_reason"]
+    assert lost.startswith(f"SLURM ended job {jobs[0].task_id('0')} (FAILED) before it returned; its log: ")
+    assert trials[2].user_attrs["retry_of"] == 0 and trials[2].params == trials[0].params
     parent, children = sweep_runs(store)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "SlurmLauncher"
     by_trial = {int(c.data.tags["optuna.trial"]): c for c in children}
-    assert sorted(by_trial) == [0, 1]
-    for number, run in by_trial.items():
+    assert sorted(by_trial) == [0, 1, 2]
+    assert by_trial[0].info.status == "FAILED" and by_trial[0].data.tags["optuna.state"] == "FAIL"
+    assert by_trial[0].data.tags["failure_reason"] == lost  # it never got to start its run: recorded for it
+    for number in (1, 2):
+        run = by_trial[number]
         assert run.info.status == "FINISHED" and run.data.tags["optuna.state"] == "COMPLETE"
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert trials[number].value == pytest.approx(run.data.metrics["val_accuracy"])
 
-    jobs = fake_jobs(tmp_path / "slurm")
-    assert len(jobs) == 1 and jobs[0].is_array and jobs[0].states == {"0": "COMPLETED", "1": "COMPLETED"}
-    sweep_dir = Path(parent.data.tags["sweep.dir"])
-    assert sweep_dir == tmp_path / "outputs" / "hparams_search" / "tiny_cnn_optuna"
-    for number in (0, 1):  # array task n ran trial n, in the trial's own folder
-        stdout, _ = job_logs(sweep_dir, jobs[0].task_id(str(number)))
-        assert f"MLflow run  {by_trial[number].info.run_id}" in stdout
+    # two submissions: the first batch as one array (trial 0 lost), then the retry alone (a plain job)
+    assert [job.states for job in jobs] == [{"0": "FAILED", "1": "COMPLETED"}, {"-": "COMPLETED"}]
+    assert jobs[0].is_array and not jobs[1].is_array
+    for job, index, number in ((jobs[0], "1", 1), (jobs[1], "-", 2)):  # the trial's run, in its own folder
+        out, _ = job_logs(sweep_dir, job.task_id(index))
+        assert f"MLflow run  {by_trial[number].info.run_id}" in out
         assert (sweep_dir / f"trial-{number:04d}" / "run.log").is_file()

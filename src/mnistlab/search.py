@@ -325,6 +325,11 @@ class Search:
 
         value, reason = _objective(result)
         attrs = study._storage.get_trial(trial._trial_id).user_attrs
+        lost = _lost(result)
+        if lost and RETRY_OF not in attrs:  # e.g. SLURM preempted it: not the parameters' fault, once
+            self._fail(study, trial.number, trial._trial_id, lost, retry=True)
+            log.warning("Optuna trial %d was lost (%s): FAIL, parameters queued again", trial.number, lost)
+            return
         extra = {}
         if value is not None and PRUNED_AT in attrs:
             study.tell(trial, state=TrialState.PRUNED)
@@ -488,6 +493,14 @@ def _objective(result: Any) -> tuple[float | None, str]:
     if not math.isfinite(value):
         return None, f"the objective is {value}"
     return value, ""
+
+
+def _lost(result: Any) -> str | None:
+    """Why the launcher lost this job (no result came back), or None."""
+    from mnistlab.sweep import LostJob
+
+    value = getattr(result, "_return_value", None)
+    return value.reason if isinstance(value, LostJob) else None
 
 
 def _finished(study: Any) -> int:

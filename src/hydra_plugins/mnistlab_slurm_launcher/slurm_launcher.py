@@ -13,7 +13,6 @@ Without the ``slurm`` extra this module defines nothing (Hydra's plugin scan imp
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +28,8 @@ if submitit_launcher is not None:
     from hydra.core.singleton import Singleton
     from hydra.core.utils import JobReturn, JobStatus, filter_overrides
     from omegaconf import OmegaConf
+
+    from mnistlab.sweep import LostJob
 
     class SlurmLauncher(submitit_launcher.SlurmLauncher):
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -72,9 +73,17 @@ if submitit_launcher is not None:
                           f"its log: {job.paths.stderr}")
             run_name = ",".join(filter_overrides(overrides))
             print(f"error: job {number} ({run_name}): {reason}", file=sys.stderr, flush=True)  # as a failed job's
-            _record_lost_job(number, run_name, reason)
-            return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=math.nan,
+            _record_lost_job(number, run_name, reason, self._trial_tags(overrides))
+            return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=LostJob(reason),
                              task_name=self.config.hydra.job.name)
+
+        def _trial_tags(self, overrides: Sequence[str]) -> dict[str, str] | None:
+            """A search's trial: the tags its run gets (the search finds the run by them)."""
+            from mnistlab.search import TrialLink
+
+            subdir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.subdir=")), None)
+            link = TrialLink.load(Path(str(self.config.hydra.sweep.dir)) / subdir) if subdir else None
+            return link.tags() if link else None
 
     def _cancel(jobs: list) -> None:
         for job in jobs:
@@ -85,7 +94,7 @@ if submitit_launcher is not None:
         if jobs:
             print(f"cancelled SLURM jobs {' '.join(job.job_id for job in jobs)}", file=sys.stderr, flush=True)
 
-    def _record_lost_job(number: int, run_name: str, reason: str) -> None:
+    def _record_lost_job(number: int, run_name: str, reason: str, tags: dict[str, str] | None) -> None:
         """Its run (RUNNING: its process was killed) ends FAILED; a job that never started gets one."""
         from mnistlab import sweep
 
@@ -93,6 +102,6 @@ if submitit_launcher is not None:
         if active is None:
             return
         try:
-            active.record_failed_job(number, run_name, reason)
+            active.record_failed_job(number, run_name, reason, tags)
         except Exception as exc:
             print(f"error: job {number}: could not record the failure in MLflow: {exc}", file=sys.stderr, flush=True)
