@@ -4,6 +4,7 @@ store per test, and a helper that runs ``python run.py`` exactly as a user would
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -80,6 +81,14 @@ def run_cli(*overrides: str, store: str | None = None, cwd: Path | None = None, 
     """``python run.py <overrides>`` in a subprocess, as a user would type it."""
     return subprocess.run([sys.executable, str(run_py), *overrides], cwd=cwd or ROOT, env=cli_env(store, env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def kill_if_running(proc: subprocess.Popen) -> None:
+    """What a test started with start_new_session (``run.py`` and its workers), killed by its
+    process group id: for the ``finally`` of a test that may fail before the process ends."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def mlflow_client(store: str):

@@ -21,7 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import RUN_PY, ROOT, cli_env, error_lines, mlflow_client, run_cli
+from conftest import RUN_PY, ROOT, cli_env, error_lines, kill_if_running, mlflow_client, run_cli
 
 FAKE_SLURM = Path(__file__).resolve().parent / "fake_slurm"
 # small and quick: 300 images, 1 epoch; the jobs' cost is mostly Python, TensorFlow and MLflow starting
@@ -196,9 +196,7 @@ def test_a_job_slurm_kills_is_a_failed_job_and_ctrl_c_cancels_the_jobs_left(tmp_
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=90)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_if_running(proc)
     assert proc.returncode == 130, stderr[-3000:]
     assert "error: interrupted" in stderr
     assert "error: job 0 (model=mlp12,seed=1," in stderr and f"SLURM ended job {job.task_id('0')} (FAILED)" in stderr
@@ -245,9 +243,7 @@ def test_a_hyperparameter_search_launches_its_trials_as_slurm_jobs(tmp_path, mni
                        env={**os.environ, **slurm}, check=True)
         stdout, stderr = proc.communicate(timeout=300)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_if_running(proc)
     assert proc.returncode == 0, stderr[-3000:]
 
     trials = optuna.load_study(study_name="tiny_cnn_optuna", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RUN_PY, ROOT, SWEEP_EPOCHS, cli_env, error_lines, mlflow_client, run_cli
+from conftest import (RUN_PY, ROOT, SWEEP_EPOCHS, cli_env, error_lines, kill_if_running, mlflow_client,
+                      run_cli)
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 MNISTLAB = Path(sys.executable).parent / "mnistlab"  # the console script, installed beside python
@@ -206,9 +207,7 @@ def test_ctrl_c_ends_the_sweep_parent_and_running_children_killed(store, launche
         os.killpg(proc.pid, signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_if_running(proc)
     assert proc.returncode == 130, stderr[-2000:]
     assert "error: interrupted" in stderr
     parent, children = sweep_runs(store)
