@@ -119,3 +119,23 @@ def test_an_error_raised_after_ctrl_c_is_the_interrupt(signal_sent):
     with pytest.raises(TypeError):  # the signal is forgotten when the block ends
         with raised():
             raise TypeError("a real bug")
+
+
+def test_a_signal_whose_interrupt_was_swallowed_stops_at_the_next_check():
+    """CI saw a SIGTERMed run train on to FINISHED (exit 0): the interrupt had been raised where it
+    was discarded. The epoch-end check (interrupts.check, in every run's epoch callback) raises it."""
+    import os
+    import signal
+
+    from mnistlab.errors import Terminated
+    from mnistlab.interrupts import check, raised
+
+    check()  # nothing received: nothing raised
+    with pytest.raises(Terminated):
+        with raised():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except Terminated:
+                pass  # what the code that swallowed it did
+            check()
+    check()  # forgotten once the block ends

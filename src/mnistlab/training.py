@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 import keras
 import numpy as np
 
-from mnistlab import checkpoints
+from mnistlab import checkpoints, interrupts
 from mnistlab.checkpoints import Checkpoint
 from mnistlab.config import MONITORS, loss_spec
 from mnistlab.data import Dataset
@@ -335,6 +335,7 @@ class _EpochEnd(keras.callbacks.Callback):
             self._checkpoint(epoch + 1)
         if self._report(epoch, metrics):  # e.g. an Optuna pruner
             self.model.stop_training = True
+        interrupts.check()  # a signal whose interrupt TensorFlow swallowed: stop here, this epoch kept
 
     def _lr(self) -> float:
         return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
