@@ -107,10 +107,46 @@ def test_run_logs_everything_to_mlflow(store, test_images, model, optimizer, los
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
     assert (probabilities.argmax(axis=1) == labels).mean() == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
+    # the per-image predictions paired tests read: the reloaded model's own answers, image by image
+    import pandas as pd
+    from scipy import stats
+
+    predictions = pd.read_parquet(local / "predictions" / "test.parquet")
+    assert list(predictions.columns) == ["index", "label", "predicted", *(f"prob_{k}" for k in range(10))]
+    assert (predictions["index"].to_numpy() == np.arange(10000)).all()
+    assert (predictions["label"].to_numpy() == labels).all()
+    probs = predictions[[f"prob_{k}" for k in range(10)]].to_numpy()
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs, probabilities, atol=1e-5)
+    assert (predictions["predicted"].to_numpy() == probs.argmax(axis=1)).all()
+    assert (local / "predictions" / "test.parquet").stat().st_size < 600_000
+
+    # the accuracy's Wilson interval, and each class's precision / recall / F1 from those predictions
+    correct = int((predictions["predicted"] == predictions["label"]).sum())
+    wilson = stats.binomtest(correct, 10000).proportion_ci(0.95, method="wilson")
+    assert (metrics["test_accuracy_ci_low"], metrics["test_accuracy_ci_high"]) == pytest.approx(
+        (wilson.low, wilson.high), abs=1e-9)
+    assert metrics["test_accuracy_ci_low"] < metrics["test_accuracy"] < metrics["test_accuracy_ci_high"]
+    per_class = pd.read_csv(local / "per_class.csv")
+    assert list(per_class["class"]) == list(range(10)) and per_class["support"].sum() == 10000
+    for digit in range(10):
+        is_digit, said_digit = predictions["label"] == digit, predictions["predicted"] == digit
+        recall = (is_digit & said_digit).sum() / is_digit.sum()
+        precision = (is_digit & said_digit).sum() / max(1, said_digit.sum())
+        assert per_class.loc[digit, "recall"] == pytest.approx(recall) == metrics[f"test_recall_{digit}"]
+        assert per_class.loc[digit, "precision"] == pytest.approx(precision)
+    assert (local / "misclassified.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert metrics["test_images"] == 10000 and metrics["train_images"] == 1000 and metrics["val_images"] == 6000
+
+    # its configuration group: the id comparisons compute from the params of runs logged before the tag
+    from mnistlab.groups import GROUP_TAG, group_id
+
+    assert tags[GROUP_TAG] == group_id(params) and len(tags[GROUP_TAG]) == 12
+
 
 def test_same_seed_same_result_other_seed_other_result(tmp_path):
     """Same config and seed twice: identical to the last digit. (cnn: dropout and shuffling both seeded.)"""
-    results = []
+    results, groups = [], []
     for i, seed in enumerate((7, 7, 8)):
         store = f"sqlite:///{tmp_path / str(i) / 'mlflow.db'}"
         (tmp_path / str(i)).mkdir()
@@ -120,8 +156,10 @@ def test_same_seed_same_result_other_seed_other_result(tmp_path):
         run = only_run(store)
         history = [m.value for m in mlflow_client(store).get_metric_history(run.info.run_id, "val_loss")]
         results.append((run.data.metrics["test_accuracy"], run.data.metrics["test_loss"], history))
+        groups.append(run.data.tags["mnistlab.group"])
     assert results[0] == results[1]
     assert results[0][1] != results[2][1]
+    assert groups[0] == groups[1] == groups[2]  # seeds of one configuration: one group
 
 
 def test_default_store_is_the_project_root_whatever_the_cwd(tmp_path):

@@ -217,7 +217,8 @@ def summary(result: Any, cfg: DictConfig) -> str:
     lines = [
         f"model       {cfg.model.name} ({result.num_params:,} parameters), {cfg.optimizer.name}, "
         f"{cfg.loss.name}, {epochs} of batch {cfg.trainer.batch_size}",
-        f"test        accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f}{tested}",
+        f"test        accuracy {m['test_accuracy']:.4f} (95% interval {m['test_accuracy_ci_low']:.4f}-"
+        f"{m['test_accuracy_ci_high']:.4f}, one seed), loss {m['test_loss']:.4f}{tested}",
         f"time        {m['wall_time_s']:.1f} s wall, {m['train_time_s']:.1f} s training",
         f"MLflow run  {result.run_id} (experiment {cfg.tracking.experiment!r}, id {result.experiment_id})",
         f"look at it  {first}",

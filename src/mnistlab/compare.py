@@ -1,7 +1,12 @@
-"""``mnistlab compare``: rank runs from the MLflow store, print the table, write the figure.
+"""``mnistlab compare``: runs from the MLflow store grouped by configuration (replicate seeds are
+one group), ranked by mean with 95% intervals, each tested against the best; the tables, a JSON
+document and the figures.
 
     mnistlab compare                          # every run of experiment "mnistlab"
     mnistlab compare --sweep last             # the runs of the latest sweep
+    mnistlab compare --sweep last --json      # every number as one JSON document
+    mnistlab compare --pair RUN_A RUN_B       # two runs (or configurations) head to head
+    mnistlab compare --metric val_accuracy    # rank by validation accuracy (choosing settings)
     mnistlab compare --sweep 20261122-101500-ab12 --out plots/
     mnistlab compare --filter "params.model.name = 'cnn' and metrics.test_accuracy > 0.98"
     python -m mnistlab.compare ...            # the same
@@ -10,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from datetime import datetime
@@ -17,12 +23,20 @@ from pathlib import Path
 
 from mnistlab.errors import MnistlabError, one_line
 
+METRICS = ("test_accuracy", "val_accuracy")  # what a comparison can rank and test by
+
 
 class NothingToCompare(MnistlabError):
     """The store, the experiment or the filter found no runs."""
 
 
 class BadFilter(MnistlabError):
+    exit_code = 2
+
+
+class BadUsage(MnistlabError):
+    """An option that cannot be used as given (an unknown side of --pair)."""
+
     exit_code = 2
 
 
@@ -44,9 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filter", default="", metavar="STRING",
                         help="MLflow search filter, e.g. \"params.model.name = 'cnn'\"")
     parser.add_argument("--max-runs", type=int, default=1000, help="read at most this many runs (default: 1000)")
+    parser.add_argument("--metric", choices=METRICS, default="test_accuracy",
+                        help="what to rank and test by (default: test_accuracy; val_accuracy to choose settings "
+                             "without looking at the test set)")
+    parser.add_argument("--pair", nargs=2, metavar=("A", "B"),
+                        help="compare two runs or configurations head to head: run ids, configuration ids or "
+                             "configuration names as the table shows them")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document with every number the tables show, and nothing else")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for runs.csv, runs.md, test_accuracy.png, val_accuracy.png "
-                             "(default: outputs/compare/<time>)")
+                        help="folder for runs.csv, groups.csv, runs.md, comparison.json and the figures "
+                             "(default: outputs/compare/<time>; with --json or --pair only when given)")
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -69,22 +91,52 @@ def compare(args: argparse.Namespace) -> int:
         if sweep_id:
             filters.append(runs_filter(sweep_id))
         filter_string = " and ".join(filters)
-        rows = comparison.find_runs(client, ids, filter_string, max_results=args.max_runs)
+        rows = comparison.find_runs(client, ids, filter_string, max_results=args.max_runs, metric=args.metric)
         if not rows:
             raise NothingToCompare(f"no runs in experiment {args.experiment!r}"
                                    + (f" match {filter_string!r}" if filter_string else ""))
         title = f"sweep {sweep_id}" if sweep_id else f"experiment {args.experiment}"
-        report = comparison.Report(rows, comparison.val_curves(client, rows), title=title)
+        predictions = comparison.predictions_from(client)
+        if args.pair:
+            return _pair(args, rows, predictions)
+        report = comparison.Report(rows, comparison.val_curves(client, rows), title=title, metric=args.metric,
+                                   predictions=predictions)
     except MlflowException as exc:
         if exc.error_code == "INVALID_PARAMETER_VALUE" and args.filter:
             raise BadFilter(f"--filter {args.filter!r}: {one_line(exc)}") from None
         raise MnistlabError(f"{uri}: {one_line(exc)}") from None
+    out = args.out
+    if out is None and not args.json:
+        out = project_root() / "outputs" / "compare" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    written = report.write_to(out) if out else []
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
     print(f"{len(rows)} runs in experiment {args.experiment!r}"
-          + (f" matching {filter_string!r}" if filter_string else "") + ", ranked by test accuracy")
+          + (f" matching {filter_string!r}" if filter_string else "") + f", {len(report.groups)} configurations")
     print(report.text())
-    out = args.out or project_root() / "outputs" / "compare" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"
-    written = report.write_to(out)
     print(f"wrote {out}/ ({', '.join(path.name for path in written)})")
+    return 0
+
+
+def _pair(args: argparse.Namespace, rows: list, predictions) -> int:
+    from mnistlab import comparison
+
+    if args.metric != "test_accuracy":
+        raise BadUsage("--pair compares test predictions: it takes no --metric")
+    groups = comparison.build_groups(rows)
+    try:
+        a, b = (comparison.side(spec, groups) for spec in args.pair)
+    except comparison.UnknownSide as exc:
+        raise BadUsage(str(exc)) from None
+    if {r.run_id for r in a.runs} & {r.run_id for r in b.runs}:
+        raise BadUsage(f"--pair {args.pair[0]} {args.pair[1]}: the two sides share runs; name two different "
+                       "runs or configurations")
+    pair = comparison.Pair(a, b, predictions)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "pair.json").write_text(json.dumps(pair.to_json(), indent=2) + "\n")
+    print(json.dumps(pair.to_json(), indent=2) if args.json else pair.text())
     return 0
 
 

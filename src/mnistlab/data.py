@@ -20,6 +20,7 @@ import numpy as np
 from mnistlab.errors import ConfigError, DataError
 
 NUM_CLASSES = 10
+CLASS_NAMES = tuple(str(digit) for digit in range(NUM_CLASSES))  # as plots and tables name them
 #: array name -> official IDX file name (without .gz)
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -35,6 +36,7 @@ MNIST_SHA256 = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 NPZ_FILE = "mnist.npz"
+MNIST_TRAIN_IMAGES, MNIST_TEST_IMAGES = 60_000, 10_000
 _IDX_UBYTE = 0x08
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab import checkpoints, interrupts
+from mnistlab import checkpoints, evaluation, interrupts
 from mnistlab import data as data_lib
 from mnistlab.config import loss_spec, validate
 from mnistlab.errors import MnistlabError
+from mnistlab.groups import GROUP_TAG, flatten, group_id
+from mnistlab.redaction import redact_all
 from mnistlab.sweep import Sweep
 
 log = logging.getLogger(__name__)
@@ -85,14 +87,16 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
     schedule = training.make_schedule(cfg.scheduler, cfg.optimizer.lr, steps_per_epoch, cfg.trainer.epochs)
     training.compile_model(trainee, cfg.optimizer, cfg.loss, cfg.trainer, learning_rate=schedule)
 
-    tags = {**tracking.environment_tags(cfg.root_dir, output_dir), **cfg.tracking.tags}
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    # replicates of one configuration (differing by seed only) share this tag; from the params as logged
+    tags = {**tracking.environment_tags(cfg.root_dir, output_dir), **cfg.tracking.tags,
+            GROUP_TAG: group_id(redact_all(flatten(resolved)))}
     if sweep is not None:
         nested = (sweep.tracking_uri, sweep.experiment_id) == (tracking_uri, experiment_id)
         tags.update(sweep.child_tags(job, nested=nested))
     tags.update(extra_tags or {})
     if resume is not None:
         tags = {"resumed": str(resume.state.get("resumed", 0) + 1), "resumed.after_epoch": str(resume.epochs_done)}
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     with tracking.active_run(experiment_id, run_name, tags, run_id=resume.run_id if resume else None) as active:
         run_id = active.info.run_id
         log.info("MLflow run %s (%s) in experiment %r", run_id, run_name, cfg.tracking.experiment)
@@ -101,7 +105,9 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
                 tracking.log_run_record(resolved, output_dir, model_summary=models.summary_text(model), extra_params={
                     "num_params": str(num_params), "trainer.threads_used": str(threads),
                     "trainer.precision_used": precision})
-                mlflow.log_metric("num_params", num_params)  # also a metric: charts plot accuracy against size
+                # also metrics: charts plot accuracy against size, and intervals need the image counts
+                mlflow.log_metrics({"num_params": num_params, "train_images": len(data.x_train),
+                                    "val_images": len(data.x_val), "test_images": len(data.x_test)})
             else:
                 tracking.log_missing_epochs(run_id, resume.state["history"])
 
@@ -119,6 +125,8 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
                 raise interrupt from exc
             raise
         scores, probabilities = training.evaluate(trainee, data, cfg.loss)
+        predicted = probabilities.argmax(axis=1)
+        tested_report = evaluation.TestReport.of(data.labels_test, predicted, data_lib.CLASS_NAMES)
         # the epoch whose weights are tested: the best one when best_checkpoint restored it
         tested = fitted.best_epoch if fitted.best_epoch is not None else fitted.epochs_run - 1
         final = fitted.at_epoch(tested)
@@ -127,12 +135,16 @@ def run(cfg: DictConfig, output_dir: str, run_name: str, *, parallel_jobs: int =
         if fitted.best_epoch is not None:
             timing["best_epoch"] = fitted.best_epoch + 1  # 1-based, as Keras prints "Epoch 7/20"
         with interrupts.deferred():  # only writes from here: Ctrl-C waits for them (seconds)
+            scores.update(tested_report.metrics())  # the accuracy's interval and each class's recall
             mlflow.log_metrics({**scores, **timing})
 
             title = f"{run_name.replace(',', ', ')} ({num_params:,} parameters)"  # spaces let it wrap
             mlflow.log_figure(plots.learning_curves(fitted.history, title), "learning_curves.png")
-            counts = plots.confusion_matrix(data.labels_test, probabilities.argmax(axis=1))
-            mlflow.log_figure(plots.confusion_figure(counts, title), "confusion_matrix.png")
+            mlflow.log_figure(plots.confusion_figure(tested_report.counts, title), "confusion_matrix.png")
+            mlflow.log_figure(plots.misclassified_figure(data.x_test, data.labels_test, predicted, title),
+                              "misclassified.png")
+            mlflow.log_text(tested_report.per_class_csv(), "per_class.csv")
+            tracking.log_predictions(evaluation.predictions_frame(data.labels_test, probabilities))
             if cfg.tracking.log_model:
                 tracking.log_keras_model(model, data.input_shape, data_lib.NUM_CLASSES)
             wall = time.perf_counter() - started

@@ -218,9 +218,11 @@ class SweepTracker(Callback):
         rows = comparison.sweep_rows(client, self._sweep)
         if rows:
             report = comparison.Report(rows, comparison.val_curves(client, rows),
-                                       title=f"sweep {self._sweep.sweep_id}")
+                                       title=f"sweep {self._sweep.sweep_id}",
+                                       predictions=comparison.predictions_from(client))
             report.log_to(client, self._sweep.parent_run_id)
-            print(f"\nsweep {self._sweep.sweep_id}: {len(rows)} runs, ranked by test accuracy\n"
+            configurations = comparison.plural(len(report.groups), "configuration")
+            print(f"\nsweep {self._sweep.sweep_id}: {len(rows)} runs in {configurations}, ranked by test accuracy\n"
                   f"{report.text()}\n", flush=True)
             for line in tracking.where_to_look(self._sweep.tracking_uri, self._sweep.experiment_id,
                                                self._sweep.parent_run_id):

@@ -28,8 +28,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import mnistlab
-from mnistlab import interrupts
+from mnistlab import evaluation, interrupts
 from mnistlab.errors import TrackingError, one_line
+from mnistlab.groups import flatten
 from mnistlab.redaction import redact, redact_all
 
 log = logging.getLogger(__name__)
@@ -279,23 +280,22 @@ def log_run_record(config: Mapping[str, Any], output_dir: str, model_summary: st
         mlflow.log_text(redact(diff) + "\n", "environment/git_diff.patch")
 
 
+def log_predictions(frame: Any) -> None:
+    """The per-image test predictions (evaluation.predictions_frame) as a compressed parquet file."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(evaluation.PREDICTIONS_ARTIFACT).name
+        evaluation.write_predictions(frame, path)
+        mlflow.log_artifact(str(path), str(Path(evaluation.PREDICTIONS_ARTIFACT).parent))
+
+
 def installed_packages() -> str:
     """pip freeze, without running pip: every distribution in this environment, name==version."""
     from importlib.metadata import distributions
 
     names = {f"{d.metadata['Name']}=={d.version}" for d in distributions() if d.metadata["Name"]}
     return "\n".join(sorted(names, key=str.lower)) + "\n"
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
-    """{"model": {"layers": [{"type": "Dense"}]}} -> {"model.layers.0.type": "Dense"}."""
-    items = tree.items() if isinstance(tree, Mapping) else enumerate(tree) if isinstance(tree, list) else None
-    if items is None:
-        return {prefix: str(tree)}
-    flat: dict[str, str] = {}
-    for key, value in items:
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def environment_tags(root_dir: str, output_dir: str) -> dict[str, str]:
