@@ -1,7 +1,7 @@
 """Train and evaluate one experiment (or a sweep with -m); see README.md.
 
-    python run.py model=cnn optimizer=sgd
-    python run.py --cfg job          # the composed config, without training
+python run.py model=cnn optimizer=sgd
+python run.py --cfg job          # the composed config, without training
 """
 
 from pathlib import Path
@@ -9,13 +9,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mnistlab import cli
+from mnistlab.app import task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    return cli.task(cfg)
+    return task.task(cfg)
 
 
 if __name__ == "__main__":
-    cli.entry(main, root_dir=Path(__file__).parent)
+    task.entry(main, root_dir=Path(__file__).parent)

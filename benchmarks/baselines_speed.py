@@ -26,13 +26,26 @@ import time
 from pathlib import Path
 
 import yaml
+
 from results import machine, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINES = ["baseline_conv64", "baseline_conv32", "baseline_dense512x2", "baseline_mlp12", "baseline_tiny_cnn",
-             "baseline_dense512"]
-REPORTED = {"baseline_conv64": "98.5%", "baseline_conv32": "98.26%", "baseline_dense512x2": "99.51% (train)",
-            "baseline_mlp12": "77.52%", "baseline_tiny_cnn": "97.31%", "baseline_dense512": "98.23%"}
+BASELINES = [
+    "baseline_conv64",
+    "baseline_conv32",
+    "baseline_dense512x2",
+    "baseline_mlp12",
+    "baseline_tiny_cnn",
+    "baseline_dense512",
+]
+REPORTED = {
+    "baseline_conv64": "98.5%",
+    "baseline_conv32": "98.26%",
+    "baseline_dense512x2": "99.51% (train)",
+    "baseline_mlp12": "77.52%",
+    "baseline_tiny_cnn": "97.31%",
+    "baseline_dense512": "98.23%",
+}
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -64,30 +77,53 @@ class Framework:
     def train(self, *overrides: str) -> dict:
         from mlflow.tracking import MlflowClient
 
-        wall, out = run([sys.executable, "run.py", *overrides, "trainer.verbose=0", "seed=42"], self.env)
+        wall, _out = run([sys.executable, "run.py", *overrides, "trainer.verbose=0", "seed=42"], self.env)
         client = MlflowClient(self.store)
         experiment = client.get_experiment_by_name("mnistlab")
-        latest = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
-                                    max_results=1)[0]
-        times = [m.value for m in sorted(client.get_metric_history(latest.info.run_id, "epoch_time_s"),
-                                         key=lambda m: m.step)]
+        latest = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[
+            0
+        ]
+        times = [
+            m.value for m in sorted(client.get_metric_history(latest.info.run_id, "epoch_time_s"), key=lambda m: m.step)
+        ]
         metrics = latest.data.metrics
-        return {"test_accuracy": metrics["test_accuracy"], "train_accuracy": metrics["accuracy"],
-                "epoch_times": times, "wall_time_s": wall}
+        return {
+            "test_accuracy": metrics["test_accuracy"],
+            "train_accuracy": metrics["accuracy"],
+            "epoch_times": times,
+            "wall_time_s": wall,
+        }
 
 
 def plain(cfg: dict, precision: str = "float32") -> dict:
-    cmd = [sys.executable, "benchmarks/plain_keras.py", "--model", cfg["model"]["name"], "--optimizer",
-           cfg["optimizer"]["name"], "--loss", cfg["loss"]["name"], "--epochs", str(cfg["trainer"]["epochs"]),
-           "--batch-size", str(cfg["trainer"]["batch_size"]), "--seed", "42", "--precision", precision]
+    cmd = [
+        sys.executable,
+        "benchmarks/plain_keras.py",
+        "--model",
+        cfg["model"]["name"],
+        "--optimizer",
+        cfg["optimizer"]["name"],
+        "--loss",
+        cfg["loss"]["name"],
+        "--epochs",
+        str(cfg["trainer"]["epochs"]),
+        "--batch-size",
+        str(cfg["trainer"]["batch_size"]),
+        "--seed",
+        "42",
+        "--precision",
+        precision,
+    ]
     wall, out = run(cmd, dict(os.environ))
     return {**json.loads(out.strip().splitlines()[-1]), "wall_time_s": wall}
 
 
 def baselines_table(framework: Framework, presets: list[str], raw: dict) -> list[str]:
-    lines = ["| preset | epochs x batch | run.py s/epoch: median, fastest | plain Keras s/epoch: median, fastest | "
-             "ratio of fastest (of medians) | run.py test acc | plain test acc | difference | published |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| preset | epochs x batch | run.py s/epoch: median, fastest | plain Keras s/epoch: median, fastest | "
+        "ratio of fastest (of medians) | run.py test acc | plain test acc | difference | published |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     ratios = []
     for i, preset in enumerate(presets):
         cfg = framework.config(f"experiment={preset}")
@@ -95,20 +131,30 @@ def baselines_table(framework: Framework, presets: list[str], raw: dict) -> list
         result = {}
         for side in order:
             result[side] = framework.train(f"experiment={preset}") if side == "framework" else plain(cfg)
-            print(preset, side, f"{per_epoch(result[side]['epoch_times']):.2f} s/epoch",
-                  f"{result[side]['test_accuracy']:.4f}", flush=True)
+            print(
+                preset,
+                side,
+                f"{per_epoch(result[side]['epoch_times']):.2f} s/epoch",
+                f"{result[side]['test_accuracy']:.4f}",
+                flush=True,
+            )
         f, p = result["framework"], result["plain"]
         raw[preset] = result
         ratio = fastest_epoch(f["epoch_times"]) / fastest_epoch(p["epoch_times"])
         ratios.append(ratio)
-        lines.append(f"| `{preset}` | {cfg['trainer']['epochs']} x {cfg['trainer']['batch_size']} | "
-                     f"{per_epoch(f['epoch_times']):.2f}, {fastest_epoch(f['epoch_times']):.2f} | "
-                     f"{per_epoch(p['epoch_times']):.2f}, {fastest_epoch(p['epoch_times']):.2f} | {ratio:.3f} "
-                     f"({per_epoch(f['epoch_times']) / per_epoch(p['epoch_times']):.3f}) | "
-                     f"{f['test_accuracy']:.2%} | {p['test_accuracy']:.2%} | "
-                     f"{(f['test_accuracy'] - p['test_accuracy']) * 100:+.2f} pt | {REPORTED[preset]} |")
-    lines += ["", f"Ratio run.py / plain Keras of the fastest epochs: median {statistics.median(ratios):.3f} "
-              f"(min {min(ratios):.3f}, max {max(ratios):.3f})."]
+        lines.append(
+            f"| `{preset}` | {cfg['trainer']['epochs']} x {cfg['trainer']['batch_size']} | "
+            f"{per_epoch(f['epoch_times']):.2f}, {fastest_epoch(f['epoch_times']):.2f} | "
+            f"{per_epoch(p['epoch_times']):.2f}, {fastest_epoch(p['epoch_times']):.2f} | {ratio:.3f} "
+            f"({per_epoch(f['epoch_times']) / per_epoch(p['epoch_times']):.3f}) | "
+            f"{f['test_accuracy']:.2%} | {p['test_accuracy']:.2%} | "
+            f"{(f['test_accuracy'] - p['test_accuracy']) * 100:+.2f} pt | {REPORTED[preset]} |"
+        )
+    lines += [
+        "",
+        f"Ratio run.py / plain Keras of the fastest epochs: median {statistics.median(ratios):.3f} "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f}).",
+    ]
     return lines
 
 
@@ -118,10 +164,13 @@ def precision_table(framework: Framework, models: list[str], epochs: int, raw: d
         for precision in ("float32", "mixed_bfloat16"):
             r = framework.train(f"model={model}", f"trainer.precision={precision}", f"trainer.epochs={epochs}")
             raw[f"{model} {precision}"] = r
-            print(model, precision, f"{per_epoch(r['epoch_times']):.2f} s/epoch", f"{r['test_accuracy']:.4f}",
-                  flush=True)
-            lines.append(f"| `{model}` | {precision} | {per_epoch(r['epoch_times']):.2f}, "
-                         f"{fastest_epoch(r['epoch_times']):.2f} | {r['test_accuracy']:.2%} |")
+            print(
+                model, precision, f"{per_epoch(r['epoch_times']):.2f} s/epoch", f"{r['test_accuracy']:.4f}", flush=True
+            )
+            lines.append(
+                f"| `{model}` | {precision} | {per_epoch(r['epoch_times']):.2f}, "
+                f"{fastest_epoch(r['epoch_times']):.2f} | {r['test_accuracy']:.2%} |"
+            )
     return lines
 
 
@@ -133,8 +182,11 @@ def startup_table(env: dict[str, str], repeat: int) -> list[str]:
         "`import tensorflow`": [sys.executable, "-c", "import tensorflow"],
         "`import keras` (imports TensorFlow)": [sys.executable, "-c", "import keras"],
         "`import mlflow`": [sys.executable, "-c", "import mlflow"],
-        "everything a training run imports (`mnistlab.runner`, `.training`, `.models`, `.plots`)":
-            [sys.executable, "-c", "import mnistlab.runner, mnistlab.training, mnistlab.models, mnistlab.plots"],
+        "everything a training run imports (`mnistlab.runner.model`, `.record`)": [
+            sys.executable,
+            "-c",
+            "import mnistlab.runner.model, mnistlab.runner.record",
+        ],
     }
     for label, cmd in commands.items():
         wall = statistics.median(run(cmd, env)[0] for _ in range(repeat))
@@ -155,9 +207,15 @@ def main() -> None:
     raw: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         framework = Framework(tmp)
-        body = [f"Machine: {machine()}.", "", "### Each published baseline: run.py against plain Keras", "",
-                "Seed 42, 54,000 training images (6,000 held out for validation, both sides), alternating which "
-                "side runs first. Per-epoch times are of the epochs after the first.", ""]
+        body = [
+            f"Machine: {machine()}.",
+            "",
+            "### Each published baseline: run.py against plain Keras",
+            "",
+            "Seed 42, 54,000 training images (6,000 held out for validation, both sides), alternating which "
+            "side runs first. Per-epoch times are of the epochs after the first.",
+            "",
+        ]
         body += baselines_table(framework, args.presets, raw)
         if args.precision_models:
             body += ["", f"### trainer.precision ({args.precision_epochs} epochs of batch 128, seed 42)", ""]
@@ -165,8 +223,11 @@ def main() -> None:
         body += ["", f"### Start-up (median of {args.repeat})", ""]
         body += startup_table(framework.env, args.repeat)
     (Path(__file__).parent / "baselines_speed.json").write_text(json.dumps(raw, indent=1) + "\n")
-    write_section("baselines_speed", "Baselines: run.py against plain Keras (`benchmarks/baselines_speed.py`)",
-                  "\n".join(body) + "\n")
+    write_section(
+        "baselines_speed",
+        "Baselines: run.py against plain Keras (`benchmarks/baselines_speed.py`)",
+        "\n".join(body) + "\n",
+    )
 
 
 if __name__ == "__main__":

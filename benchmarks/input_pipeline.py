@@ -19,11 +19,11 @@ import sys
 
 import keras
 import tensorflow as tf
-from epoch_times import EpochTimes
-from results import machine, write_section
 
+from epoch_times import EpochTimes
 from mnistlab.data import load_mnist, prepare
-from mnistlab.training import shuffled_batches
+from mnistlab.train.pipeline import shuffled_batches
+from results import machine, write_section
 
 MODELS = {
     "mlp12": lambda: [keras.layers.Flatten(), *(keras.layers.Dense(12, activation="relu") for _ in range(3))],
@@ -39,12 +39,21 @@ def epoch_time(model: str, batch: int, epochs: int, pipeline: str, data) -> floa
     if pipeline == "arrays":
         net.fit(data.x_train, data.y_train, batch_size=batch, epochs=epochs, shuffle=True, verbose=0, callbacks=[timer])
     elif pipeline == "mnistlab":
-        net.fit(shuffled_batches(data.x_train, data.y_train, batch, 42, 0), epochs=epochs,
-                steps_per_epoch=-(-len(data.x_train) // batch), shuffle=False, verbose=0, callbacks=[timer])
+        net.fit(
+            shuffled_batches(data.x_train, data.y_train, batch, 42, 0),
+            epochs=epochs,
+            steps_per_epoch=-(-len(data.x_train) // batch),
+            shuffle=False,
+            verbose=0,
+            callbacks=[timer],
+        )
     else:
-        ds = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-              .shuffle(len(data.x_train), seed=42, reshuffle_each_iteration=True)
-              .batch(batch).prefetch(tf.data.AUTOTUNE))
+        ds = (
+            tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+            .shuffle(len(data.x_train), seed=42, reshuffle_each_iteration=True)
+            .batch(batch)
+            .prefetch(tf.data.AUTOTUNE)
+        )
         net.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
     return statistics.median(timer.times[1:])
 
@@ -57,12 +66,16 @@ def main() -> None:
     if not os.environ.get("MNIST_DIR"):
         sys.exit("set MNIST_DIR to the folder with the MNIST IDX files")
     data = prepare(load_mnist(os.environ["MNIST_DIR"]), val_split=0.1, limit=None, encoding="integer")
-    lines = [f"Machine: {machine()}.", "",
-             f"54,000 training images, {args.epochs} epochs per fit, per-epoch time = median of the epochs after "
-             f"the first; {args.rounds} alternating rounds, each round's value listed.", "",
-             "| model | batch | mnistlab: `shuffled_batches` (per-epoch order from seed and epoch) "
-             "| NumPy arrays to fit(), shuffle=True | tf.data from_tensor_slices + shuffle + prefetch |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {machine()}.",
+        "",
+        f"54,000 training images, {args.epochs} epochs per fit, per-epoch time = median of the epochs after "
+        f"the first; {args.rounds} alternating rounds, each round's value listed.",
+        "",
+        "| model | batch | mnistlab: `shuffled_batches` (per-epoch order from seed and epoch) "
+        "| NumPy arrays to fit(), shuffle=True | tf.data from_tensor_slices + shuffle + prefetch |",
+        "|---|---|---|---|---|",
+    ]
     for model, batch in (("mlp12", 32), ("dense512", 128)):
         times: dict[str, list[float]] = {"mnistlab": [], "arrays": [], "tf.data": []}
         for _ in range(args.rounds):

@@ -30,18 +30,37 @@ def model(name: str) -> list:
     are created: creating a layer can draw from the random generators (Dropout's seed), and the
     weights must start from the same draws as in run.py."""
     body = {
-        "cnn": lambda: [L.Conv2D(64, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
-                        L.Dense(128, activation="relu"), L.Dropout(0.2), L.Dense(64, activation="relu")],
-        "cnn32": lambda: [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
-                          L.Dense(128, activation="relu")],
+        "cnn": lambda: [
+            L.Conv2D(64, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+            L.Dropout(0.2),
+            L.Dense(64, activation="relu"),
+        ],
+        "cnn32": lambda: [
+            L.Conv2D(32, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+        ],
         "dense": lambda: [L.Flatten(), L.Dense(512, activation="relu"), L.Dense(512, activation="relu")],
         "dense512": lambda: [L.Flatten(), L.Dense(512, activation="relu")],
-        "mlp12": lambda: [L.Flatten(), L.Dense(12, activation="relu"), L.Dense(12, activation="relu"),
-                          L.Dense(12, activation="relu")],
-        "tiny_cnn": lambda: [L.Conv2D(5, 2, padding="same", activation="relu"), L.MaxPooling2D(2),
-                             L.Conv2D(5, 2, padding="same", activation="relu"), L.Flatten(), L.Dropout(0.5)],
+        "mlp12": lambda: [
+            L.Flatten(),
+            L.Dense(12, activation="relu"),
+            L.Dense(12, activation="relu"),
+            L.Dense(12, activation="relu"),
+        ],
+        "tiny_cnn": lambda: [
+            L.Conv2D(5, 2, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(5, 2, padding="same", activation="relu"),
+            L.Flatten(),
+            L.Dropout(0.5),
+        ],
     }[name]()
-    return body + [L.Dense(10, activation="softmax", dtype="float32")]  # float32 output, also under mixed precision
+    return [*body, L.Dense(10, activation="softmax", dtype="float32")]  # float32 output, also under mixed precision
 
 
 parser = argparse.ArgumentParser()
@@ -68,11 +87,27 @@ net = keras.Sequential([keras.Input((28, 28, 1)), *model(args.model)])
 net.compile(optimizer=args.optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
 timer = EpochTimes()
 fit_start = time.perf_counter()
-history = net.fit(data.x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-                  validation_data=(data.x_val, y_val), verbose=0, callbacks=[timer])
+history = net.fit(
+    data.x_train,
+    y_train,
+    batch_size=args.batch_size,
+    epochs=args.epochs,
+    validation_data=(data.x_val, y_val),
+    verbose=0,
+    callbacks=[timer],
+)
 train_time = time.perf_counter() - fit_start
 probabilities = net.predict(data.x_test, batch_size=1024, verbose=0)
 accuracy = float(np.mean(probabilities.argmax(axis=1) == raw.y_test))
-print(json.dumps({"test_accuracy": accuracy, "train_accuracy": history.history["accuracy"][-1],
-                  "epoch_times": timer.times, "train_time_s": train_time, "import_time_s": import_time,
-                  "wall_time_s": time.perf_counter() - start}))
+print(
+    json.dumps(
+        {
+            "test_accuracy": accuracy,
+            "train_accuracy": history.history["accuracy"][-1],
+            "epoch_times": timer.times,
+            "train_time_s": train_time,
+            "import_time_s": import_time,
+            "wall_time_s": time.perf_counter() - start,
+        }
+    )
+)

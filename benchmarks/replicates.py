@@ -19,7 +19,7 @@ best            best_tiny_cnn, best_cnn, best_dense re-established without looki
 compare_models  README's models x optimizers grid over seeds 1-3, grouped and tested.
 
 Runs go to <store>/mlflow.db (a sweep per step); a step whose sweep already ran is read back,
-not run again (--rerun forces it). Everything reported is computed by mnistlab.comparison.
+not run again (--rerun forces it). Everything reported is computed by mnistlab.reports.
 """
 
 from __future__ import annotations
@@ -38,22 +38,29 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from scipy import stats  # noqa: E402
 
-from mnistlab import comparison, statistics  # noqa: E402
-from mnistlab.sweep import runs_filter  # noqa: E402
+from mnistlab.reports import comparison, statistics  # noqa: E402
+from mnistlab.tracking.parents import runs_filter  # noqa: E402
+from mnistlab.tracking.reading import find_runs, predictions_from  # noqa: E402
 
 BASELINES = {  # preset: (published test accuracy, what it is)
-    "baseline_conv64": (0.985, "test"), "baseline_conv32": (0.9826, "test"),
-    "baseline_dense512x2": (0.9951, "training set, not comparable"), "baseline_mlp12": (0.7752, "test"),
-    "baseline_tiny_cnn": (0.9731, "test"), "baseline_dense512": (0.9823, "test")}
+    "baseline_conv64": (0.985, "test"),
+    "baseline_conv32": (0.9826, "test"),
+    "baseline_dense512x2": (0.9951, "training set, not comparable"),
+    "baseline_mlp12": (0.7752, "test"),
+    "baseline_tiny_cnn": (0.9731, "test"),
+    "baseline_dense512": (0.9823, "test"),
+}
 #: preset: (target mean test accuracy, the candidate overrides, the final runs' extra overrides)
 CANDIDATES = {
     "best_tiny_cnn": (0.994, ["data.val_split=0.1", "data.augment.zoom=0.0,0.1"], ["data.val_split=0.0"]),
     "best_cnn": (0.995, ["trainer.epochs=15,18"], []),
     "best_dense": (0.991, ["trainer.epochs=30,40"], []),
 }
-SAME_CLASS = {"best_tiny_cnn": ["baseline_tiny_cnn", "baseline_mlp12"],
-              "best_cnn": ["baseline_conv64", "baseline_conv32"],
-              "best_dense": ["baseline_dense512x2", "baseline_dense512"]}
+SAME_CLASS = {
+    "best_tiny_cnn": ["baseline_tiny_cnn", "baseline_mlp12"],
+    "best_cnn": ["baseline_conv64", "baseline_conv32"],
+    "best_dense": ["baseline_dense512x2", "baseline_dense512"],
+}
 
 
 class Store:
@@ -75,8 +82,14 @@ class Store:
         if found and not rerun:
             print(f"{name}: sweep {found[0]} already in {self.uri}")
             return found[0]
-        cmd = [sys.executable, str(ROOT / "run.py"), "-m", *overrides, *self.quick,
-               f"+tracking.tags.replicates_step={name}"]
+        cmd = [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "-m",
+            *overrides,
+            *self.quick,
+            f"+tracking.tags.replicates_step={name}",
+        ]
         print(f"{name}: {' '.join(cmd[2:])}", flush=True)
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True)
@@ -91,12 +104,15 @@ class Store:
         experiment = client.get_experiment_by_name("mnistlab") if (self.folder / "mlflow.db").exists() else None
         if experiment is None:
             return []
-        parents = client.search_runs([experiment.experiment_id], "tags.`mnistlab.role` = 'sweep'",
-                                     order_by=["attributes.start_time DESC"])
+        parents = client.search_runs(
+            [experiment.experiment_id], "tags.`mnistlab.role` = 'sweep'", order_by=["attributes.start_time DESC"]
+        )
         done = []
         for parent in parents:
-            if not any(parent.data.params.get(k) == name for k in ("+tracking.tags.replicates_step",
-                                                                    "tracking.tags.replicates_step")):
+            if not any(
+                parent.data.params.get(k) == name
+                for k in ("+tracking.tags.replicates_step", "tracking.tags.replicates_step")
+            ):
                 continue
             children = client.search_runs([experiment.experiment_id], runs_filter(parent.data.tags["sweep_id"]))
             statuses = {c.info.status for c in children if c.info.run_id != parent.info.run_id}
@@ -109,7 +125,7 @@ class Store:
         experiment = client.get_experiment_by_name("mnistlab").experiment_id
         rows = []
         for sweep_id in sweep_ids:
-            rows += comparison.find_runs(client, [experiment], runs_filter(sweep_id), metric=metric)
+            rows += find_runs(client, [experiment], runs_filter(sweep_id), metric=metric)
         return rows
 
 
@@ -128,8 +144,11 @@ def preset_of(group: comparison.Group) -> str:
 def baselines(store: Store, rerun: bool) -> dict[str, comparison.Group]:
     sweep = store.sweep("baselines", ["sweep=baselines", "seed=1,2,3"], rerun)
     groups = {preset_of(g): g for g in comparison.build_groups(store.rows(sweep))}
-    lines = ["| preset | published | n | mean ± sd | 95% interval of the mean | min-max | one run's 95% prediction "
-             "interval | published vs seeds |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| preset | published | n | mean ± sd | 95% interval of the mean | min-max | one run's 95% prediction "
+        "interval | published vs seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for preset, (published, kind) in BASELINES.items():
         g = groups[preset]
         half = stats.t.ppf(0.975, g.n - 1) * g.sd * (1 + 1 / g.n) ** 0.5
@@ -138,28 +157,38 @@ def baselines(store: Store, rerun: bool) -> dict[str, comparison.Group]:
             verdict = f"{'reproduced' if p >= 0.05 else 'not reproduced'} (p={p:.2g})"
         else:
             verdict = f"not comparable ({kind})"
-        lines.append(f"| `{preset}` | {pct(published)} | {g.n} | {pct(g.mean)} ± {g.sd * 100:.2f} | "
-                     f"{interval(g.ci)} | {pct(min(g.values))}-{pct(max(g.values))} | "
-                     f"[{pct(g.mean - half)}, {pct(g.mean + half)}] | {verdict} |")
-    body = (f"Machine: {machine()}.\n\n`python run.py -m sweep=baselines seed=1,2,3` (each preset as published, "
-            "holding out the last 6,000 training images for validation), test accuracy on the 10,000 test images. "
-            "\"Reproduced\": the published single run lies inside the 95% prediction interval of one run "
-            "(a t-test of one value against the seeds, `mnistlab.statistics.single_vs_group_p`).\n\n"
-            + "\n".join(lines) + "\n")
+        lines.append(
+            f"| `{preset}` | {pct(published)} | {g.n} | {pct(g.mean)} ± {g.sd * 100:.2f} | "
+            f"{interval(g.ci)} | {pct(min(g.values))}-{pct(max(g.values))} | "
+            f"[{pct(g.mean - half)}, {pct(g.mean + half)}] | {verdict} |"
+        )
+    body = (
+        f"Machine: {machine()}.\n\n`python run.py -m sweep=baselines seed=1,2,3` (each preset as published, "
+        "holding out the last 6,000 training images for validation), test accuracy on the 10,000 test images. "
+        '"Reproduced": the published single run lies inside the 95% prediction interval of one run '
+        "(a t-test of one value against the seeds, `mnistlab.reports.statistics.single_vs_group_p`).\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     write_section("replicates_baselines", "Baselines over 3 seeds (`benchmarks/replicates.py baselines`)", body)
     return groups
 
 
 def best(store: Store, rerun: bool) -> None:
-    baseline_groups = {preset_of(g): g for g in comparison.build_groups(
-        store.rows(store.sweep("baselines", ["sweep=baselines", "seed=1,2,3"], False)))}
+    baseline_groups = {
+        preset_of(g): g
+        for g in comparison.build_groups(store.rows(store.sweep("baselines", ["sweep=baselines", "seed=1,2,3"], False)))
+    }
     sections = []
     for preset, (target, candidates, final_extra) in CANDIDATES.items():
         selection = store.sweep(f"select_{preset}", [f"experiment={preset}", *candidates, "seed=1,2"], rerun)
         report = comparison.Report(store.rows(selection, metric="val_accuracy"), metric="val_accuracy")
         chosen = report.groups[0]
-        overrides = [i for i in chosen.runs[0].name.split(",")
-                     if not i.startswith(("seed=", "+tracking.", "tracking.")) and i not in store.quick]
+        overrides = [
+            i
+            for i in chosen.runs[0].name.split(",")
+            if not i.startswith(("seed=", "+tracking.", "tracking.")) and i not in store.quick
+        ]
         replaced = {f.split("=", 1)[0] for f in final_extra}
         overrides = [i for i in overrides if i.split("=", 1)[0] not in replaced]
         if final_extra:  # the chosen settings, trained on all images: five new seeds
@@ -181,29 +210,37 @@ def best(store: Store, rerun: bool) -> None:
             versus.append(f"`{name}` {pct(other.mean)} (Welch p={p:.2g})")
         sections.append(
             f"### `{preset}`: {params:,} parameters\n\nChosen on validation: `{chosen.name}`"
-            + (f", then trained with `{' '.join(final_extra)}`" if final_extra else "") + ".\n\n"
-            + "\n".join(rows) + "\n\n"
+            + (f", then trained with `{' '.join(final_extra)}`" if final_extra else "")
+            + ".\n\n"
+            + "\n".join(rows)
+            + "\n\n"
             f"Test accuracy over seeds {', '.join(str(r.seed) for r in sorted(group.runs, key=lambda r: r.seed))}: "
             f"**{pct(group.mean)} ± {group.sd * 100:.2f}** (mean ± sd), 95% interval {interval(group.ci)}, "
             f"min {pct(min(group.values))}, max {pct(max(group.values))}; each seed: "
             f"{', '.join(pct(r.test_accuracy) for r in sorted(group.runs, key=lambda r: r.seed))}. Target "
             f"{pct(target)}: {'reached' if group.mean >= target else 'NOT reached'} by the mean (one-sided t-test "
             f"of mean > target: p={above:.2g}). Training {min(times):.0f}-{max(times):.0f} s per run. "
-            f"Against the baselines of its class (3 seeds each): {'; '.join(versus)}.\n")
-    body = (f"Machine: {machine()}.\n\nProcedure (`benchmarks/replicates.py best`): for each preset, two candidate "
-            "settings, seeds 1 and 2, chosen by mean final validation accuracy (6,000 held-out training images); "
-            "the test set is read only for the chosen settings' five seeds.\n\n" + "\n".join(sections))
+            f"Against the baselines of its class (3 seeds each): {'; '.join(versus)}.\n"
+        )
+    body = (
+        f"Machine: {machine()}.\n\nProcedure (`benchmarks/replicates.py best`): for each preset, two candidate "
+        "settings, seeds 1 and 2, chosen by mean final validation accuracy (6,000 held-out training images); "
+        "the test set is read only for the chosen settings' five seeds.\n\n" + "\n".join(sections)
+    )
     write_section("replicates_best", "The best presets, re-established on validation data", body)
 
 
 def compare_models(store: Store, rerun: bool) -> None:
     sweep = store.sweep("compare_models", ["experiment=compare_models", "seed=1,2,3", "hydra/launcher=joblib"], rerun)
     rows = store.rows(sweep)
-    report = comparison.Report(rows, title=f"experiment=compare_models, seeds 1-3 (sweep {sweep})",
-                               predictions=comparison.predictions_from(store.client))
+    report = comparison.Report(
+        rows, title=f"experiment=compare_models, seeds 1-3 (sweep {sweep})", predictions=predictions_from(store.client)
+    )
     table = report.markdown().split("## Runs")[0].split("\n", 1)[1].strip()
-    body = (f"Machine: {machine()}.\n\n`python run.py -m experiment=compare_models seed=1,2,3 hydra/launcher=joblib` "
-            "(5 epochs each, all of MNIST):\n\n" + table.replace("## Configurations", "####") + "\n")
+    body = (
+        f"Machine: {machine()}.\n\n`python run.py -m experiment=compare_models seed=1,2,3 hydra/launcher=joblib` "
+        "(5 epochs each, all of MNIST):\n\n" + table.replace("## Configurations", "####") + "\n"
+    )
     write_section("replicates_compare_models", "Models x optimizers over 3 seeds", body)
 
 
@@ -212,9 +249,11 @@ def main() -> None:
     parser.add_argument("step", choices=["baselines", "best", "compare_models"])
     parser.add_argument("--store", type=Path, required=True, help="folder of the runs' mlflow.db and outputs")
     parser.add_argument("--rerun", action="store_true", help="run the step's sweeps again even if they finished")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke test of this script: 300 images, 1 epoch (the numbers mean nothing; "
-                             "RESULTS.md is not written)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke test of this script: 300 images, 1 epoch (the numbers mean nothing; RESULTS.md is not written)",
+    )
     args = parser.parse_args()
     store = Store(args.store, quick=args.quick)
     if args.quick:

@@ -12,22 +12,31 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     import keras
     import mlflow
     import tensorflow as tf
 
-    return (f"{cpu}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB; Python {platform.python_version()}, "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, MLflow {mlflow.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB; Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, MLflow {mlflow.__version__}"
+    )
 
 
 def write_section(name: str, title: str, body: str) -> None:
     """Replace section ``name`` of RESULTS.md, keeping the sections other scripts wrote."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = (RESULTS.read_text() if RESULTS.exists()
-            else "# Benchmark results\n\nWritten by the scripts in this folder.\n")
+    text = (
+        RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by the scripts in this folder.\n"
+    )
     block = f"{start}\n## {title} ({time.strftime('%Y-%m-%d')})\n\n{body}\n{end}"
     if start in text:
         text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)

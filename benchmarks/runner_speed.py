@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
+
 from results import machine, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,31 +44,53 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MNISTLAB_ROOT": tmp, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
-        lines += ["### run.py without training (median of %d)" % args.repeat, "",
-                  "| command | exit code | wall time |", "|---|---|---|"]
+        lines += [
+            f"### run.py without training (median of {args.repeat})",
+            "",
+            "| command | exit code | wall time |",
+            "|---|---|---|",
+        ]
         for extra in (["--help"], ["--cfg", "job"], ["trainer.epochs=0"], ["model=nope"]):
             runs = [timed([sys.executable, "run.py", *extra], env) for _ in range(args.repeat)]
             wall = statistics.median(t for t, _ in runs)
             lines.append(f"| `python run.py {' '.join(extra)}` | {runs[0][1].returncode} | {wall:.2f} s |")
 
-        lines += ["", f"### Default experiment (cnn, adam, {trainer['epochs']} epochs of batch "
-                  f"{trainer['batch_size']}) against the same training written by hand", "",
-                  "| seed | script | test accuracy | training | wall time (process) |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"### Default experiment (cnn, adam, {trainer['epochs']} epochs of batch "
+            f"{trainer['batch_size']}) against the same training written by hand",
+            "",
+            "| seed | script | test accuracy | training | wall time (process) |",
+            "|---|---|---|---|---|",
+        ]
         for seed in args.seeds:
             wall, proc = timed([sys.executable, "run.py", f"seed={seed}", "trainer.verbose=0"], env)
             if proc.returncode:
                 sys.exit(proc.stderr[-2000:])
             acc = float(re.search(r"test\s+accuracy ([0-9.]+)", proc.stdout).group(1))
             train = float(re.search(r"([0-9.]+) s training", proc.stdout).group(1))
-            lines.append(f"| {seed} | `python run.py seed={seed}` (logs everything to MLflow) | {acc:.4f} | "
-                         f"{train:.1f} s | {wall:.1f} s |")
-            wall, proc = timed([sys.executable, "benchmarks/plain_keras.py", "--model=cnn", f"--seed={seed}",
-                                f"--epochs={trainer['epochs']}", f"--batch-size={trainer['batch_size']}"], env)
+            lines.append(
+                f"| {seed} | `python run.py seed={seed}` (logs everything to MLflow) | {acc:.4f} | "
+                f"{train:.1f} s | {wall:.1f} s |"
+            )
+            wall, proc = timed(
+                [
+                    sys.executable,
+                    "benchmarks/plain_keras.py",
+                    "--model=cnn",
+                    f"--seed={seed}",
+                    f"--epochs={trainer['epochs']}",
+                    f"--batch-size={trainer['batch_size']}",
+                ],
+                env,
+            )
             if proc.returncode:
                 sys.exit(proc.stderr[-2000:])
             hand = json.loads(proc.stdout.strip().splitlines()[-1])
-            lines.append(f"| {seed} | `plain_keras.py --model cnn` (plain Keras, no tracking) | "
-                         f"{hand['test_accuracy']:.4f} | {hand['train_time_s']:.1f} s | {wall:.1f} s |")
+            lines.append(
+                f"| {seed} | `plain_keras.py --model cnn` (plain Keras, no tracking) | "
+                f"{hand['test_accuracy']:.4f} | {hand['train_time_s']:.1f} s | {wall:.1f} s |"
+            )
             print("\n".join(lines[-2:]), flush=True)
 
     write_section("runner_speed", "run.py speed (`benchmarks/runner_speed.py`)", "\n".join(lines))

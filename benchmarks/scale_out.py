@@ -34,15 +34,34 @@ from servers import mlflow_server  # noqa: E402
 def search(workers: int, storage: str, trials: int, limit: int, epochs: int, root: Path) -> float:
     """Wall time of ``workers`` processes running the same search until the study has ``trials``."""
     env = {**os.environ, "MNISTLAB_ROOT": str(root), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "hparams_search=tiny_cnn_optuna", f"data.limit={limit}",
-           f"trainer.epochs={epochs}", "trainer.verbose=0", "tracking.log_model=false", "hydra.sweeper.pruner=null",
-           f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.storage={storage}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "-m",
+        "hparams_search=tiny_cnn_optuna",
+        f"data.limit={limit}",
+        f"trainer.epochs={epochs}",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        "hydra.sweeper.pruner=null",
+        f"hydra.sweeper.n_trials={trials}",
+        f"hydra.sweeper.storage={storage}",
+    ]
     # the store exists before the workers start (parallel creation of a fresh sqlite file races)
-    subprocess.run([sys.executable, "-c", f"import mlflow; mlflow.MlflowClient('{env['MLFLOW_TRACKING_URI']}')"
-                    ".search_experiments()"], check=True, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import mlflow; mlflow.MlflowClient('{env['MLFLOW_TRACKING_URI']}').search_experiments()",
+        ],
+        check=True,
+        env=env,
+    )
     start = time.perf_counter()
-    procs = [subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(workers)]
+    procs = [
+        subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(workers)
+    ]
     for proc in procs:
         _, err = proc.communicate()
         if proc.returncode:
@@ -111,24 +130,41 @@ def main() -> None:
             rows_server.append((backend, statistics.median(rates), rates))
             print(f"{backend}: {statistics.median(rates):.0f} points/s", flush=True)
     one = rows_search[0][1]
-    body = [f"Machine: {machine()}.", "",
-            f"One search (`hparams_search=tiny_cnn_optuna`, {args.trials} trials of {args.epochs} epochs on "
-            f"`data.limit={args.limit}`, no pruning) against one Optuna study on PostgreSQL 15, runs logged to "
-            "one sqlite store; the workers are processes on this 2-core machine, each with its own TensorFlow.", "",
-            "| workers | wall time | trials per minute | speed-up |", "|---|---|---|---|"]
+    body = [
+        f"Machine: {machine()}.",
+        "",
+        f"One search (`hparams_search=tiny_cnn_optuna`, {args.trials} trials of {args.epochs} epochs on "
+        f"`data.limit={args.limit}`, no pruning) against one Optuna study on PostgreSQL 15, runs logged to "
+        "one sqlite store; the workers are processes on this 2-core machine, each with its own TensorFlow.",
+        "",
+        "| workers | wall time | trials per minute | speed-up |",
+        "|---|---|---|---|",
+    ]
     body += [f"| {w} | {wall:.0f} s | {rate:.1f} | {one / wall:.2f}x |" for w, wall, rate in rows_search]
-    body += ["", "More workers than cores still gained here because a trial is not all training: each job "
-             "also builds its model, evaluates, and waits on MLflow and the study, and the other workers use "
-             "the cores meanwhile. With full-size trials expect the gain from more machines, not from more "
-             "workers on one."]
-    body += ["", f"`mlflow server` (1 uvicorn worker, job execution off) with {args.writers} writer processes "
-             f"logging {args.points} metric points each, one point per request (`MlflowClient.log_metric`); "
-             "median of 2 rounds.", "", "| backend | metric points per second | rounds |", "|---|---|---|"]
+    body += [
+        "",
+        "More workers than cores still gained here because a trial is not all training: each job "
+        "also builds its model, evaluates, and waits on MLflow and the study, and the other workers use "
+        "the cores meanwhile. With full-size trials expect the gain from more machines, not from more "
+        "workers on one.",
+    ]
+    body += [
+        "",
+        f"`mlflow server` (1 uvicorn worker, job execution off) with {args.writers} writer processes "
+        f"logging {args.points} metric points each, one point per request (`MlflowClient.log_metric`); "
+        "median of 2 rounds.",
+        "",
+        "| backend | metric points per second | rounds |",
+        "|---|---|---|",
+    ]
     body += [f"| {b} | {median:.0f} | {', '.join(f'{r:.0f}' for r in rates)} |" for b, median, rates in rows_server]
-    body += ["", "Every point was read back afterwards (none lost). At one point per request the backend matters "
-             "little: each point is an HTTP request to one uvicorn worker. A run logs one request per epoch "
-             "(all its metrics in one `log_metrics` batch), so a server like this serves far more workers "
-             "than a search on this machine can start."]
+    body += [
+        "",
+        "Every point was read back afterwards (none lost). At one point per request the backend matters "
+        "little: each point is an HTTP request to one uvicorn worker. A run logs one request per epoch "
+        "(all its metrics in one `log_metrics` batch), so a server like this serves far more workers "
+        "than a search on this machine can start.",
+    ]
     write_section("scale_out", "Scaling out: a shared study, the tracking server's backend", "\n".join(body))
 
 

@@ -46,20 +46,34 @@ def sweep(extra: list[str], limit: int, epochs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{tmp}/mlflow.db"
         env = {**os.environ, "MNISTLAB_ROOT": tmp, "MLFLOW_TRACKING_URI": store}
-        cmd = [sys.executable, "run.py", "-m", *GRID, f"data.limit={limit}", f"trainer.epochs={epochs}",
-               "trainer.verbose=0", "tracking.log_model=false", *extra]
+        cmd = [
+            sys.executable,
+            "run.py",
+            "-m",
+            *GRID,
+            f"data.limit={limit}",
+            f"trainer.epochs={epochs}",
+            "trainer.verbose=0",
+            "tracking.log_model=false",
+            *extra,
+        ]
         cpu, start = children_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         wall, cpu = time.perf_counter() - start, children_cpu() - cpu
         if proc.returncode:
             sys.exit(proc.stderr[-3000:])
         client = MlflowClient(store)
-        runs = client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id],
-                                  "attributes.status = 'FINISHED'")
+        runs = client.search_runs(
+            [client.get_experiment_by_name("mnistlab").experiment_id], "attributes.status = 'FINISHED'"
+        )
         children = [r for r in runs if "wall_time_s" in r.data.metrics]
         assert len(children) == 9, [r.info.run_name for r in runs]
-        return {"wall": wall, "cpu": cpu, "per_run": [r.data.metrics["wall_time_s"] for r in children],
-                "accuracy": {r.info.run_name: r.data.metrics["test_accuracy"] for r in children}}
+        return {
+            "wall": wall,
+            "cpu": cpu,
+            "per_run": [r.data.metrics["wall_time_s"] for r in children],
+            "accuracy": {r.info.run_name: r.data.metrics["test_accuracy"] for r in children},
+        }
 
 
 def main() -> None:
@@ -79,26 +93,35 @@ def main() -> None:
             print(f"{mode} #{i + 1}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU", flush=True)
 
     sequential = statistics.median(r["wall"] for r in results[next(iter(MODES))])
-    lines = [f"Machine: {machine()}.", "",
-             f"The 9-run grid `python run.py -m {' '.join(GRID)}` with `data.limit={args.limit} "
-             f"trainer.epochs={args.epochs} tracking.log_model=false`, {args.repeat} sweeps per mode, each into "
-             "a fresh store. Wall and CPU time: the whole sweep process with its workers; per run: the "
-             "runs' own `wall_time_s` in MLflow (median, min-max).", "",
-             "| launcher | wall time (each sweep) | speed-up | CPU time | per run | mean test accuracy |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {machine()}.",
+        "",
+        f"The 9-run grid `python run.py -m {' '.join(GRID)}` with `data.limit={args.limit} "
+        f"trainer.epochs={args.epochs} tracking.log_model=false`, {args.repeat} sweeps per mode, each into "
+        "a fresh store. Wall and CPU time: the whole sweep process with its workers; per run: the "
+        "runs' own `wall_time_s` in MLflow (median, min-max).",
+        "",
+        "| launcher | wall time (each sweep) | speed-up | CPU time | per run | mean test accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
     for mode, runs in results.items():
         wall = statistics.median(r["wall"] for r in runs)
         per_run = [t for r in runs for t in r["per_run"]]
         accuracy = statistics.mean(a for r in runs for a in r["accuracy"].values())
         each = ", ".join(f"{r['wall']:.1f}" for r in runs)
-        lines.append(f"| {mode} | {wall:.1f} s ({each}) | "
-                     f"{sequential / wall:.2f}x | {statistics.median(r['cpu'] for r in runs):.1f} s | "
-                     f"{statistics.median(per_run):.1f} s ({min(per_run):.1f}-{max(per_run):.1f}) | "
-                     f"{accuracy:.4f} |")
+        lines.append(
+            f"| {mode} | {wall:.1f} s ({each}) | "
+            f"{sequential / wall:.2f}x | {statistics.median(r['cpu'] for r in runs):.1f} s | "
+            f"{statistics.median(per_run):.1f} s ({min(per_run):.1f}-{max(per_run):.1f}) | "
+            f"{accuracy:.4f} |"
+        )
     first, second = (sorted(runs[0]["accuracy"].items()) for runs in list(results.values())[:2])
     same = sum(a == b for a, b in zip(first, second, strict=True))
-    lines += ["", f"Same runs, same seed: {same} of 9 test accuracies are identical between the sequential "
-              "and the parallel sweep (another number of TensorFlow threads can change the order of float sums)."]
+    lines += [
+        "",
+        f"Same runs, same seed: {same} of 9 test accuracies are identical between the sequential "
+        "and the parallel sweep (another number of TensorFlow threads can change the order of float sums).",
+    ]
     print("\n".join(lines))
     write_section("sweep_speed", "Sweep speed (`benchmarks/sweep_speed.py`)", "\n".join(lines))
 

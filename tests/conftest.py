@@ -7,9 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -71,16 +71,28 @@ def cli_env(store: str | None = None, env: dict | None = None) -> dict[str, str]
         full["MNIST_DIR"] = str(MNIST_DIR)
     if store is not None:
         full["MLFLOW_TRACKING_URI"] = store
-        full["MNISTLAB_ROOT"] = str(Path(store[len("sqlite:///"):]).parent)  # outputs/ beside the store
+        full["MNISTLAB_ROOT"] = str(Path(store[len("sqlite:///") :]).parent)  # outputs/ beside the store
     full.update(env or {})
     return full
 
 
-def run_cli(*overrides: str, store: str | None = None, cwd: Path | None = None, env: dict | None = None,
-            run_py: Path = RUN_PY, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *overrides: str,
+    store: str | None = None,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    run_py: Path = RUN_PY,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """``python run.py <overrides>`` in a subprocess, as a user would type it."""
-    return subprocess.run([sys.executable, str(run_py), *overrides], cwd=cwd or ROOT, env=cli_env(store, env),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(run_py), *overrides],
+        cwd=cwd or ROOT,
+        env=cli_env(store, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def kill_if_running(proc: subprocess.Popen) -> None:
@@ -127,7 +139,13 @@ def small_sweep(tmp_path_factory, mnist_dir) -> SweepResult:
     """One real two-job sweep, ``python run.py -m ...`` as a user types it, for the tests that
     only read its store (summary, ``mnistlab compare``, the MLflow server and UI)."""
     store = f"sqlite:///{tmp_path_factory.mktemp('small_sweep') / 'mlflow.db'}"
-    proc = run_cli("-m", "model=mlp12,dense512", "data.limit=500", f"trainer.epochs={SWEEP_EPOCHS}",
-                   "tracking.log_model=false", store=store)
+    proc = run_cli(
+        "-m",
+        "model=mlp12,dense512",
+        "data.limit=500",
+        f"trainer.epochs={SWEEP_EPOCHS}",
+        "tracking.log_model=false",
+        store=store,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return SweepResult(store, proc)

@@ -62,18 +62,57 @@ def postgres_cluster(timeout: float = 60) -> Iterator[Postgres]:
     folder = Path(tempfile.mkdtemp(prefix="mnistlab-pg-"))  # /tmp, not pytest's root-only tmp: postgres must enter it
     os.chown(folder, account.pw_uid, account.pw_gid)
     data, log_path = folder / "data", folder / "postgres.log"
-    init = subprocess.run([*_as_postgres(), "initdb", "-D", str(data), "-U", USER, "-A", "trust", "-E", "UTF8",
-                           "--locale=C", "--no-sync"], capture_output=True, text=True, timeout=120)
+    init = subprocess.run(
+        [
+            *_as_postgres(),
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if init.returncode:
         shutil.rmtree(folder, ignore_errors=True)
         pytest.fail(f"initdb failed: {init.stderr[-2000:]}")
     port = free_port()
     with open(log_path, "wb") as log:
         os.chown(log_path, account.pw_uid, account.pw_gid)
-        proc = subprocess.Popen([*_as_postgres(), "postgres", "-D", str(data), "-p", str(port), "-k", str(folder),
-                                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
-                                 "-c", "synchronous_commit=off", "-c", "max_connections=200"],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                *_as_postgres(),
+                "postgres",
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(folder),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         _wait_ready(proc, port, log_path, timeout)
         yield Postgres(port=port, pid=proc.pid, folder=folder)

@@ -45,8 +45,16 @@ NODE_ONLY = "set by ray start"  # $NODE_ONLY on the head, nowhere else
 
 # Variables a test host may have that would point Ray (or the jobs) elsewhere, or hand the head what
 # its jobs must get from the launcher config (hydra.launcher.ray.init.runtime_env) instead.
-HEAD_ENV_DROP = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "MNIST_DIR",
-                 "MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "TF_CPP_MIN_LOG_LEVEL")
+HEAD_ENV_DROP = (
+    "RAY_ADDRESS",
+    "RAY_AUTH_MODE",
+    "RAY_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN_PATH",
+    "MNIST_DIR",
+    "MLFLOW_TRACKING_URI",
+    "HYDRA_FULL_ERROR",
+    "TF_CPP_MIN_LOG_LEVEL",
+)
 
 
 @dataclass
@@ -193,7 +201,7 @@ def listening_ports(pid: int) -> dict[int, str]:
 
 def _address(hexed: str) -> str:
     """/proc/net/tcp*'s address (32-bit words in host order, here little-endian) as text."""
-    raw = b"".join(bytes.fromhex(hexed[i:i + 8])[::-1] for i in range(0, len(hexed), 8))
+    raw = b"".join(bytes.fromhex(hexed[i : i + 8])[::-1] for i in range(0, len(hexed), 8))
     return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 
@@ -226,9 +234,16 @@ def reachable(address: str, port: int) -> bool:
 def start_in_netns(head: RayHead, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
     """Start ``argv`` inside the head's network namespace (nsenter execs it: same pid), in a session
     of its own; its output piped."""
-    return subprocess.Popen(["nsenter", f"--net=/proc/{head.pid}/ns/net", "--", *argv], cwd=cwd, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        ["nsenter", f"--net=/proc/{head.pid}/ns/net", "--", *argv],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -242,8 +257,9 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.Completed
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def in_netns(head: RayHead, argv: list[str], env: dict[str, str], cwd: Path | None = None,
-             timeout: float = 300) -> subprocess.CompletedProcess:
+def in_netns(
+    head: RayHead, argv: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run ``argv`` inside the head's network namespace, to its end (see start_in_netns, finish)."""
     return finish(start_in_netns(head, argv, env, cwd), timeout)
 
@@ -257,7 +273,8 @@ def ray_head(tmp: Path, num_cpus: int = 2, timeout: float = 120) -> Iterator[Ray
     temp_dir = tmp / "ray"
     temp_dir.mkdir(parents=True, exist_ok=True)
     assert len(str(temp_dir)) + SESSION_SUFFIX <= UNIX_SOCKET_MAX, (
-        f"--temp-dir {temp_dir} is too long for Ray's unix sockets; use a shorter --basetemp")
+        f"--temp-dir {temp_dir} is too long for Ray's unix sockets; use a shorter --basetemp"
+    )
     log_path = tmp / "head.log"
     port = free_port()  # free on this machine too: shows that the head's port is not reachable from here
     token = secrets.token_hex(24)
@@ -271,17 +288,32 @@ def ray_head(tmp: Path, num_cpus: int = 2, timeout: float = 120) -> Iterator[Ray
         # head has nothing to drain
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
     }
-    command = [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-               f"--num-cpus={num_cpus}", "--include-dashboard=false", "--disable-usage-stats",
-               f"--temp-dir={temp_dir}",
-               "--object-store-memory=100000000"]  # the default is 30% of RAM; the jobs pass tiny objects
+    command = [
+        str(RAY),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        f"--num-cpus={num_cpus}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
+        "--object-store-memory=100000000",
+    ]  # the default is 30% of RAM; the jobs pass tiny objects
     # bring up the namespace's loopback, then become `ray start` (exec: the pid stays the same)
     script = 'ip link set lo up && exec "$@"'
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(["unshare", "--net", "bash", "-c", script, "ray-head", *command], cwd=tmp, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["unshare", "--net", "bash", "-c", script, "ray-head", *command],
+            cwd=tmp,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     netns, own = None, netns_of(os.getpid())
     try:
         deadline = started + timeout
@@ -295,8 +327,9 @@ def ray_head(tmp: Path, num_cpus: int = 2, timeout: float = 120) -> Iterator[Ray
             time.sleep(0.2)
         netns = netns_of(proc.pid)
         assert netns and netns != own, (netns, "the head is not in a network namespace of its own")
-        head = RayHead(proc.pid, port, token, temp_dir, netns, log_path, proc,
-                       started_s=round(time.monotonic() - started, 1))
+        head = RayHead(
+            proc.pid, port, token, temp_dir, netns, log_path, proc, started_s=round(time.monotonic() - started, 1)
+        )
         head.memory["idle"] = head_memory(head)
         head.listeners.update(listening_ports(head.pid).items())
         yield head

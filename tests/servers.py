@@ -65,21 +65,26 @@ class MlflowServer:
 
     def post_json(self, path: str, body: dict) -> dict:
         """POST ``body`` as JSON to ``path`` (e.g. /api/2.0/mlflow/runs/search); the JSON answer."""
-        return self._request(urllib.request.Request(f"{self.url}{path}", data=json.dumps(body).encode(),
-                                                    headers={"Content-Type": "application/json"}))
+        return self._request(
+            urllib.request.Request(
+                f"{self.url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
+        )
 
     def _request(self, request: urllib.request.Request) -> dict:
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.load(response)
         except urllib.error.HTTPError as exc:
-            raise AssertionError(f"{request.get_method()} {request.full_url} -> {exc.code}: "
-                                 f"{exc.read().decode(errors='replace')[:2000]}") from None
+            raise AssertionError(
+                f"{request.get_method()} {request.full_url} -> {exc.code}: {exc.read().decode(errors='replace')[:2000]}"
+            ) from None
 
 
 @contextmanager
-def mlflow_server(backend_store_uri: str, artifacts_dir: Path, log_path: Path,
-                  timeout: float = 60) -> Iterator[MlflowServer]:
+def mlflow_server(
+    backend_store_uri: str, artifacts_dir: Path, log_path: Path, timeout: float = 60
+) -> Iterator[MlflowServer]:
     """``mlflow server`` on 127.0.0.1:<free port> against ``backend_store_uri``, up once /health answers 200.
 
     Its output goes to ``log_path``; it runs in ``artifacts_dir`` and proxies artifacts there, so
@@ -97,14 +102,31 @@ def mlflow_server(backend_store_uri: str, artifacts_dir: Path, log_path: Path,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [str(MLFLOW), "server", "--backend-store-uri", backend_store_uri,
-               "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1",  # the default 4 uvicorn workers cost ~250 MB each and start-up time
-               "--artifacts-destination", str(artifacts_dir)]
+    command = [
+        str(MLFLOW),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",  # the default 4 uvicorn workers cost ~250 MB each and start-up time
+        "--artifacts-destination",
+        str(artifacts_dir),
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | SERVER_ENV
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=artifacts_dir, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=artifacts_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         _wait_healthy(proc, url, log_path, timeout)
         yield MlflowServer(url=url, pid=proc.pid, log_path=log_path)
@@ -120,15 +142,35 @@ def model_server(model_uri: str, tracking_uri: str, log_path: Path, timeout: flo
     log_path.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [str(MLFLOW), "models", "serve", "-m", model_uri, "--host", "127.0.0.1", "-p", str(port),
-               "--env-manager", "local", "--workers", "1"]
+    command = [
+        str(MLFLOW),
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--host",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--env-manager",
+        "local",
+        "--workers",
+        "1",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | SERVER_ENV
     env["MLFLOW_TRACKING_URI"] = tracking_uri
     # it runs `uvicorn` from PATH, as in an activated virtualenv
     env["PATH"] = f"{MLFLOW.parent}{os.pathsep}{env.get('PATH', '')}"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, cwd=log_path.parent, env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=log_path.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         _wait_healthy(proc, url, log_path, timeout, path="/ping", what="mlflow models serve")
         yield url
@@ -136,13 +178,15 @@ def model_server(model_uri: str, tracking_uri: str, log_path: Path, timeout: flo
         stop_process_group(proc)
 
 
-def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path, timeout: float, path: str = "/health",
-                  what: str = "mlflow server") -> None:
+def _wait_healthy(
+    proc: subprocess.Popen, url: str, log_path: Path, timeout: float, path: str = "/health", what: str = "mlflow server"
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode} before answering {path}; "
-                        f"{log_path}:\n{log_tail(log_path)}")
+            pytest.fail(
+                f"{what} exited with {proc.returncode} before answering {path}; {log_path}:\n{log_tail(log_path)}"
+            )
         try:
             with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
                 if response.status == 200:
@@ -150,8 +194,7 @@ def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path, timeout: flo
         except (OSError, urllib.error.URLError):
             pass  # not listening yet
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not answer {url}{path} within {timeout:.0f} s; "
-                        f"{log_path}:\n{log_tail(log_path)}")
+            pytest.fail(f"{what} did not answer {url}{path} within {timeout:.0f} s; {log_path}:\n{log_tail(log_path)}")
         time.sleep(0.2)
 
 
@@ -208,12 +251,20 @@ def chromium_executable() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--window-size=1600,1000")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1600,1000",
+)
 
 
-def chromium(url: str, *, screenshot: Path | None = None, dump_dom: bool = True, budget_ms: int = 15_000,
-             timeout: float = 90) -> str:
+def chromium(
+    url: str, *, screenshot: Path | None = None, dump_dom: bool = True, budget_ms: int = 15_000, timeout: float = 90
+) -> str:
     """Load ``url`` in headless Chromium with a fresh profile; the DOM as rendered (``--dump-dom``), or ""
     when ``dump_dom`` is false; the page is also saved as a PNG at ``screenshot`` when given.
 
@@ -233,8 +284,14 @@ def chromium(url: str, *, screenshot: Path | None = None, dump_dom: bool = True,
         if dump_dom:
             args.append("--dump-dom")
         # own process group: on a timeout the renderer and zygote children go too, not just the parent
-        proc = subprocess.Popen([*args, url], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [*args, url],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

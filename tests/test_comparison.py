@@ -15,22 +15,34 @@ import pytest
 from scipy import stats
 
 from conftest import cli_env, mlflow_client, run_cli
-from mnistlab.comparison import p_text
+from mnistlab.reports.comparison import p_text
 
 MNISTLAB = Path(sys.executable).parent / "mnistlab"
 MODELS = ("mlp12", "dense512")
 
 
 def compare(store: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(MNISTLAB), "compare", "--uri", store, *args], env=cli_env(store),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(MNISTLAB), "compare", "--uri", store, *args],
+        env=cli_env(store),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
 def seed_sweep(tmp_path_factory, mnist_dir):
     store = f"sqlite:///{tmp_path_factory.mktemp('seed_sweep') / 'mlflow.db'}"
-    proc = run_cli("-m", f"model={','.join(MODELS)}", "seed=1,2,3", "data.limit=500", "trainer.epochs=2",
-                   "tracking.log_model=false", store=store)
+    proc = run_cli(
+        "-m",
+        f"model={','.join(MODELS)}",
+        "seed=1,2,3",
+        "data.limit=500",
+        "trainer.epochs=2",
+        "tracking.log_model=false",
+        store=store,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow_client(store)
     runs = client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id])
@@ -40,8 +52,10 @@ def seed_sweep(tmp_path_factory, mnist_dir):
 
 
 def by_model(children) -> dict[str, list]:
-    return {m: sorted((c for c in children if c.data.params["model.name"] == m), key=lambda c: int(c.data.params["seed"]))
-            for m in MODELS}
+    return {
+        m: sorted((c for c in children if c.data.params["model.name"] == m), key=lambda c: int(c.data.params["seed"]))
+        for m in MODELS
+    }
 
 
 def expected_groups(children) -> list[dict]:
@@ -50,9 +64,20 @@ def expected_groups(children) -> list[dict]:
     for model, runs in by_model(children).items():
         values = np.array([r.data.metrics["test_accuracy"] for r in runs])
         low, high = stats.t.interval(0.95, df=len(values) - 1, loc=values.mean(), scale=stats.sem(values))
-        groups.append({"name": f"model={model}", "n": 3, "mean": values.mean(), "sd": values.std(ddof=1),
-                       "ci95": [low, high], "min": values.min(), "max": values.max(), "values": values,
-                       "run_ids": {r.info.run_id for r in runs}, "group": runs[0].data.tags["mnistlab.group"]})
+        groups.append(
+            {
+                "name": f"model={model}",
+                "n": 3,
+                "mean": values.mean(),
+                "sd": values.std(ddof=1),
+                "ci95": [low, high],
+                "min": values.min(),
+                "max": values.max(),
+                "values": values,
+                "run_ids": {r.info.run_id for r in runs},
+                "group": runs[0].data.tags["mnistlab.group"],
+            }
+        )
     return sorted(groups, key=lambda g: -g["mean"])
 
 
@@ -89,7 +114,7 @@ def test_the_sweep_prints_and_logs_the_grouped_table(seed_sweep):
     assert parent.data.metrics["configurations"] == 2
 
     # the terminal shows the same rows: name, n, mean, the interval, the verdict
-    table = proc.stdout[proc.stdout.index("configurations, ranked by mean test accuracy"):]
+    table = proc.stdout[proc.stdout.index("configurations, ranked by mean test accuracy") :]
     for rank, g in enumerate(logged["groups"], start=1):
         line = next(line for line in table.splitlines() if line.startswith(f"{rank} "))
         assert g["name"] in line and f"{g['mean']:.2%}" in line and g["verdict"] in line
@@ -115,12 +140,17 @@ def test_pair_of_runs_is_mcnemar_on_their_predictions(seed_sweep):
     pair = json.loads(proc.stdout)
 
     client = mlflow_client(store)
-    answers = [pd.read_parquet(client.download_artifacts(r.info.run_id, "predictions/test.parquet")) for r in
-               (first, second)]
+    answers = [
+        pd.read_parquet(client.download_artifacts(r.info.run_id, "predictions/test.parquet")) for r in (first, second)
+    ]
     right_a, right_b = ((f["predicted"] == f["label"]).to_numpy() for f in answers)
     only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
-    assert pair["counts"] == {"both_right": int((right_a & right_b).sum()), "only_a": only_a, "only_b": only_b,
-                              "both_wrong": int((~right_a & ~right_b).sum())}
+    assert pair["counts"] == {
+        "both_right": int((right_a & right_b).sum()),
+        "only_a": only_a,
+        "only_b": only_b,
+        "both_wrong": int((~right_a & ~right_b).sum()),
+    }
     assert pair["mcnemar_p"] == pytest.approx(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue, rel=1e-12)
     diff = right_a.mean() - right_b.mean()
     assert pair["diff"] == pytest.approx(diff)
@@ -149,7 +179,7 @@ def test_pair_of_configurations_compares_seed_by_seed(seed_sweep):
 def test_runs_without_the_group_tag_group_by_their_params(seed_sweep):
     """A store written before runs were tagged: the same groups, computed from the logged params."""
     store, _, _, children = seed_sweep
-    from mnistlab.comparison import RunRow
+    from mnistlab.reports.comparison import RunRow
 
     client = mlflow_client(store)
     run = children[0]

@@ -11,29 +11,60 @@ import yaml
 
 from conftest import CONF_DIR, ROOT, run_cli
 from mnistlab.config import validate
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 OPTIMIZERS = sorted(p.stem for p in (CONF_DIR / "optimizer").glob("*.yaml"))
 LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
 
 #: parameter counts of the published architectures (issue 2)
-PARAMS = {"dense": 669_706, "cnn": 1_394_122, "tiny_cnn": 9_940, "dense512": 407_050, "cnn32": 693_962,
-          "mlp12": 9_862,
-          # and the batch-normalised ones of the best_* presets (issue 4)
-          "tiny_cnn_bn": 9_362, "cnn_bn": 225_706, "dense_bn": 672_778}
+PARAMS = {
+    "dense": 669_706,
+    "cnn": 1_394_122,
+    "tiny_cnn": 9_940,
+    "dense512": 407_050,
+    "cnn32": 693_962,
+    "mlp12": 9_862,
+    # and the batch-normalised ones of the best_* presets (issue 4)
+    "tiny_cnn_bn": 9_362,
+    "cnn_bn": 225_706,
+    "dense_bn": 672_778,
+}
 
 
 def test_every_option_of_the_issue_exists():
     assert set(MODELS) == set(PARAMS)
-    assert OPTIMIZERS == ["adam", "rmsprop", "sgd"]
+    assert {"adam", "rmsprop", "sgd"} <= set(OPTIMIZERS)
     assert LOSSES == ["crossentropy", "mse"]
+
+
+@pytest.mark.parametrize(
+    "group,registry", [("optimizer", "OPTIMIZERS"), ("scheduler", "SCHEDULERS"), ("loss", "LOSSES")]
+)
+def test_each_option_file_has_its_registered_class(group, registry):
+    """One place per option: conf/<group>/<name>.yaml and the class registered as <name>, each
+    naming a Keras class that exists; no file without a class and no class without a file."""
+    import importlib
+
+    import keras
+
+    module = importlib.import_module(f"mnistlab.config.{registry.lower()}")
+    options = getattr(module, registry)
+    files = {p.stem: yaml.safe_load(p.read_text()) for p in (CONF_DIR / group).glob("*.yaml")}
+    assert set(files) == set(options.names())
+    for name, values in files.items():
+        assert values["name"] == name
+        spec = options.instance(values)
+        keras_name = spec.keras()[0] if group == "loss" else spec.keras_class
+        namespace = {"optimizer": keras.optimizers, "scheduler": keras.optimizers.schedules, "loss": keras.losses}[
+            group
+        ]
+        assert keras_name is None or isinstance(getattr(namespace, keras_name), type), (name, keras_name)
 
 
 @pytest.mark.parametrize("model,optimizer,loss", list(itertools.product(MODELS, OPTIMIZERS, LOSSES)))
 def test_every_combination_composes_validates_and_builds(compose_cfg, model, optimizer, loss):
-    from mnistlab.models import build_model
-    from mnistlab.training import compile_model
+    from mnistlab.build.model import build_model, compile_model
 
     cfg = validate(compose_cfg([f"model={model}", f"optimizer={optimizer}", f"loss={loss}"]))
     assert (cfg.model.name, cfg.optimizer.name, cfg.loss.name) == (model, optimizer, loss)
@@ -46,13 +77,17 @@ def test_every_combination_composes_validates_and_builds(compose_cfg, model, opt
 
 
 def test_optimizer_options_reach_keras(compose_cfg):
-    from mnistlab.training import make_optimizer
+    from mnistlab.build.optimizers import make_optimizer
 
-    sgd = make_optimizer(validate(compose_cfg(["optimizer=sgd", "optimizer.lr=0.05", "optimizer.momentum=0.9",
-                                               "optimizer.nesterov=true"])).optimizer)
+    sgd = make_optimizer(
+        validate(
+            compose_cfg(["optimizer=sgd", "optimizer.lr=0.05", "optimizer.momentum=0.9", "optimizer.nesterov=true"])
+        ).optimizer
+    )
     assert (float(sgd.learning_rate), sgd.momentum, sgd.nesterov) == (pytest.approx(0.05), 0.9, True)
-    rms = make_optimizer(validate(compose_cfg(["optimizer=rmsprop", "optimizer.rho=0.8",
-                                               "optimizer.centered=true"])).optimizer)
+    rms = make_optimizer(
+        validate(compose_cfg(["optimizer=rmsprop", "optimizer.rho=0.8", "optimizer.centered=true"])).optimizer
+    )
     assert (rms.rho, rms.centered) == (0.8, True)
     adam = make_optimizer(validate(compose_cfg(["optimizer.beta_1=0.8", "optimizer.clipnorm=1.0"])).optimizer)
     assert (adam.beta_1, adam.clipnorm) == (0.8, 1.0)
@@ -76,47 +111,60 @@ def test_every_yaml_key_is_commented():
                 assert "#" in line or above.startswith("#"), f"{path.relative_to(ROOT)}:{i + 1}: {line.strip()!r}"
 
 
-@pytest.mark.parametrize("overrides,key,phrase", [
-    (["trainer.epochs=0"], "trainer.epochs=0", "must be >= 1"),
-    (["trainer.batch_size=0"], "trainer.batch_size=0", "must be >= 1"),
-    (["trainer.epochs=abc"], "trainer.epochs='abc'", "expected an integer"),
-    (["trainer.batch_size=1.5"], "trainer.batch_size=1.5", "expected an integer"),
-    (["optimizer.lr=0"], "optimizer.lr=0.0", "must be > 0"),
-    (["optimizer=sgd", "optimizer.lr=-0.1"], "optimizer.lr=-0.1", "must be > 0"),
-    (["optimizer.lr=inf"], "optimizer.lr=inf", "finite"),
-    (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum=1.5", "[0, 1)"),
-    (["model.layers.4.rate=1.0"], "model.layers.4.rate=1.0", "[0, 1)"),
-    (["model=tiny_cnn", "model.layers.4.rate=-0.1"], "model.layers.4.rate=-0.1", "[0, 1)"),
-    (["data.val_split=1.0"], "data.val_split=1.0", "[0, 1)"),
-    (["data.val_split=-0.2"], "data.val_split=-0.2", "[0, 1)"),
-    (["data.limit=0"], "data.limit=0", ">= 1"),
-    (["seed=-1"], "seed=-1", "[0, 4294967296)"),
-    (["+trainer.epochz=3"], "trainer.epochz=3", "unknown key; allowed keys here: epochs, batch_size"),
-    (["+optimizer.nesterov=true"], "optimizer.nesterov=True", "unknown key"),
-    (["optimizer.name=adagrad"], "optimizer.name='adagrad'", "adam, sgd, rmsprop"),
-    (["loss.name=hinge"], "loss.name='hinge'", "crossentropy, mse"),
-    (["trainer.verbose=3"], "trainer.verbose=3", "auto, 0, 1, 2"),
-    (["trainer.threads=0"], "trainer.threads=0", "auto (cores / parallel jobs) or an integer >= 1"),
-    (["trainer.threads=many"], "trainer.threads='many'", "auto (cores / parallel jobs) or an integer >= 1"),
-    (["data.verify=maybe"], "data.verify='maybe'", "true or false"),
-    (["model.layers.6.activation=relu"], "model.layers.6=", "softmax"),
-    (["model.layers=[]"], "model.layers=[]", "at least one layer"),
-    (["tracking.experiment=' '"], "tracking.experiment=' '", "must not be empty"),
-    (["scheduler.name=linear"], "scheduler.name='linear'", "constant, step, exponential, cosine, onecycle"),
-    (["scheduler=cosine", "scheduler.warmup_epochs=5"], "scheduler.warmup_epochs=5", "must be < trainer.epochs (5)"),
-    (["scheduler=onecycle", "scheduler.pct_start=1"], "scheduler.pct_start=1.0", "must be in (0, 1)"),
-    (["scheduler=step", "scheduler.factor=0"], "scheduler.factor=0.0", "must be in (0, 1)"),
-    (["loss=mse", "+loss.label_smoothing=0.1"], "loss.label_smoothing=0.1", "crossentropy only"),
-    (["loss.label_smoothing=1"], "loss.label_smoothing=1.0", "must be in [0, 1)"),
-    (["data.augment.rotation=-5"], "data.augment.rotation=-5.0", "must be in [0, 180)"),
-    (["data.augment.shift=2"], "data.augment.shift=2.0", "must be in [0, 1)"),
-    (["trainer.precision=float16"], "trainer.precision='float16'", "float32, mixed_bfloat16, auto"),
-    (["callbacks=early_stopping", "data.val_split=0"], "callbacks.early_stopping.monitor='val_accuracy'",
-     "needs a validation split"),
-    (["callbacks.best_checkpoint.monitor=val_f1"], "callbacks.best_checkpoint.monitor='val_f1'",
-     "val_accuracy, val_loss, accuracy, loss"),
-    (["callbacks.early_stopping.patience=0"], "callbacks.early_stopping.patience=0", "must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "overrides,key,phrase",
+    [
+        (["trainer.epochs=0"], "trainer.epochs=0", "must be >= 1"),
+        (["trainer.batch_size=0"], "trainer.batch_size=0", "must be >= 1"),
+        (["trainer.epochs=abc"], "trainer.epochs='abc'", "expected an integer"),
+        (["trainer.batch_size=1.5"], "trainer.batch_size=1.5", "expected an integer"),
+        (["optimizer.lr=0"], "optimizer.lr=0.0", "must be > 0"),
+        (["optimizer=sgd", "optimizer.lr=-0.1"], "optimizer.lr=-0.1", "must be > 0"),
+        (["optimizer.lr=inf"], "optimizer.lr=inf", "finite"),
+        (["optimizer=sgd", "optimizer.momentum=1.5"], "optimizer.momentum=1.5", "[0, 1)"),
+        (["model.layers.4.rate=1.0"], "model.layers.4.rate=1.0", "[0, 1)"),
+        (["model=tiny_cnn", "model.layers.4.rate=-0.1"], "model.layers.4.rate=-0.1", "[0, 1)"),
+        (["data.val_split=1.0"], "data.val_split=1.0", "[0, 1)"),
+        (["data.val_split=-0.2"], "data.val_split=-0.2", "[0, 1)"),
+        (["data.limit=0"], "data.limit=0", ">= 1"),
+        (["seed=-1"], "seed=-1", "[0, 4294967296)"),
+        (["+trainer.epochz=3"], "trainer.epochz=3", "unknown key; allowed keys here: epochs, batch_size"),
+        (["+optimizer.nesterov=true"], "optimizer.nesterov=True", "unknown key"),
+        (["optimizer.name=adagrad"], "optimizer.name='adagrad'", "adam, sgd, rmsprop"),
+        (["loss.name=hinge"], "loss.name='hinge'", "crossentropy, mse"),
+        (["trainer.verbose=3"], "trainer.verbose=3", "auto, 0, 1, 2"),
+        (["trainer.threads=0"], "trainer.threads=0", "auto (cores / parallel jobs) or an integer >= 1"),
+        (["trainer.threads=many"], "trainer.threads='many'", "auto (cores / parallel jobs) or an integer >= 1"),
+        (["data.verify=maybe"], "data.verify='maybe'", "true or false"),
+        (["model.layers.6.activation=relu"], "model.layers.6=", "softmax"),
+        (["model.layers=[]"], "model.layers=[]", "at least one layer"),
+        (["tracking.experiment=' '"], "tracking.experiment=' '", "must not be empty"),
+        (["scheduler.name=linear"], "scheduler.name='linear'", "constant, step, exponential, cosine, onecycle"),
+        (
+            ["scheduler=cosine", "scheduler.warmup_epochs=5"],
+            "scheduler.warmup_epochs=5",
+            "must be < trainer.epochs (5)",
+        ),
+        (["scheduler=onecycle", "scheduler.pct_start=1"], "scheduler.pct_start=1.0", "must be in (0, 1)"),
+        (["scheduler=step", "scheduler.factor=0"], "scheduler.factor=0.0", "must be in (0, 1)"),
+        (["loss=mse", "+loss.label_smoothing=0.1"], "loss.label_smoothing=0.1", "crossentropy only"),
+        (["loss.label_smoothing=1"], "loss.label_smoothing=1.0", "must be in [0, 1)"),
+        (["data.augment.rotation=-5"], "data.augment.rotation=-5.0", "must be in [0, 180)"),
+        (["data.augment.shift=2"], "data.augment.shift=2.0", "must be in [0, 1)"),
+        (["trainer.precision=float16"], "trainer.precision='float16'", "float32, mixed_bfloat16, auto"),
+        (
+            ["callbacks=early_stopping", "data.val_split=0"],
+            "callbacks.early_stopping.monitor='val_accuracy'",
+            "needs a validation split",
+        ),
+        (
+            ["callbacks.best_checkpoint.monitor=val_f1"],
+            "callbacks.best_checkpoint.monitor='val_f1'",
+            "val_accuracy, val_loss, accuracy, loss",
+        ),
+        (["callbacks.early_stopping.patience=0"], "callbacks.early_stopping.patience=0", "must be >= 1"),
+    ],
+)
 def test_bad_values_are_refused_naming_key_and_rule(compose_cfg, overrides, key, phrase):
     with pytest.raises(ConfigError) as info:
         validate(compose_cfg(overrides))
@@ -144,23 +192,34 @@ def _imports(proc_stderr: str) -> set[str]:
 
 
 def test_cfg_job_prints_config_without_tensorflow(tmp_path):
-    proc = run_cli("model=tiny_cnn", "optimizer=sgd", "--cfg", "job",
-                   env={"PYTHONPROFILEIMPORTTIME": "1", "MNISTLAB_ROOT": str(tmp_path)})
+    proc = run_cli(
+        "model=tiny_cnn",
+        "optimizer=sgd",
+        "--cfg",
+        "job",
+        env={"PYTHONPROFILEIMPORTTIME": "1", "MNISTLAB_ROOT": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = yaml.safe_load(proc.stdout)
     assert printed["model"]["name"] == "tiny_cnn" and printed["optimizer"]["name"] == "sgd"
     assert {"tensorflow", "keras", "mlflow"}.isdisjoint(_imports(proc.stderr))
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("trainer.epochs=0", "error: trainer.epochs=0: must be >= 1"),
-    ("optimizer.lr=-1", "error: optimizer.lr=-1.0: must be > 0"),
-    ("data.val_split=1.5", "error: data.val_split=1.5: must be in [0, 1)"),
-    ("model.layers.4.rate=2", "error: model.layers.4.rate=2: dropout rate must be a number in [0, 1)"),
-    ("trainer.epochz=3", "error: trainer.epochz: no such key in the config"),
-    ("model=nope", "error: In 'config': Could not find 'model/nope'. Available options in 'model': cnn, cnn32, "
-                   "cnn_bn, dense, dense512, dense_bn, mlp12, tiny_cnn, tiny_cnn_bn"),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("trainer.epochs=0", "error: trainer.epochs=0: must be >= 1"),
+        ("optimizer.lr=-1", "error: optimizer.lr=-1.0: must be > 0"),
+        ("data.val_split=1.5", "error: data.val_split=1.5: must be in [0, 1)"),
+        ("model.layers.4.rate=2", "error: model.layers.4.rate=2: dropout rate must be a number in [0, 1)"),
+        ("trainer.epochz=3", "error: trainer.epochz: no such key in the config"),
+        (
+            "model=nope",
+            "error: In 'config': Could not find 'model/nope'. Available options in 'model': cnn, cnn32, "
+            "cnn_bn, dense, dense512, dense_bn, mlp12, tiny_cnn, tiny_cnn_bn",
+        ),
+    ],
+)
 def test_cli_refuses_bad_config_in_one_line_without_heavy_imports(tmp_path, override, expected):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = run_cli(override, store=store, env={"PYTHONPROFILEIMPORTTIME": "1"})
@@ -174,7 +233,7 @@ def test_cli_refuses_bad_config_in_one_line_without_heavy_imports(tmp_path, over
 
 def test_layer_errors_name_the_layer(compose_cfg, tmp_path):
     """What only Keras can judge (class names, arguments, shapes) still names model.layers.N."""
-    from mnistlab.models import build_model
+    from mnistlab.build.model import build_model
 
     cases = [
         ({"type": "Dens", "units": 10, "activation": "softmax"}, "model.layers.0.type='Dens'", "did you mean Dense"),
@@ -197,15 +256,23 @@ def test_compare_models_preset_is_the_model_optimizer_grid(compose_cfg):
     assert valid.tracking.tags.preset == "compare_models" and valid.model.name == "cnn"
 
 
-@pytest.mark.parametrize("threads,parallel,omp,expected", [
-    ("auto", 1, None, lambda cores: cores), ("auto", 2, None, lambda cores: max(1, cores // 2)),
-    ("auto", 1000, None, lambda cores: 1), ("auto", -1, None, lambda cores: 1), (3, 4, None, lambda cores: 3),
-    # $OMP_NUM_THREADS (Ray sets it to a task's num_cpus): auto takes it, up to the cores there are
-    ("auto", 1, "1", lambda cores: 1), ("auto", 1, "64", lambda cores: cores),
-    ("auto", 2, "x", lambda cores: max(1, cores // 2)), (3, 1, "1", lambda cores: 3),
-])
+@pytest.mark.parametrize(
+    "threads,parallel,omp,expected",
+    [
+        ("auto", 1, None, lambda cores: cores),
+        ("auto", 2, None, lambda cores: max(1, cores // 2)),
+        ("auto", 1000, None, lambda cores: 1),
+        ("auto", -1, None, lambda cores: 1),
+        (3, 4, None, lambda cores: 3),
+        # $OMP_NUM_THREADS (Ray sets it to a task's num_cpus): auto takes it, up to the cores there are
+        ("auto", 1, "1", lambda cores: 1),
+        ("auto", 1, "64", lambda cores: cores),
+        ("auto", 2, "x", lambda cores: max(1, cores // 2)),
+        (3, 1, "1", lambda cores: 3),
+    ],
+)
 def test_threads_share_the_cores_between_parallel_jobs(threads, parallel, omp, expected, monkeypatch):
-    from mnistlab.training import cpu_cores, resolve_threads
+    from mnistlab.train.runtime import cpu_cores, resolve_threads
 
     if omp is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mnistlab.core.errors import ConfigError, DataError
 from mnistlab.data import IDX_FILES, MNIST_SHA256, encode_labels, load_mnist, prepare, read_idx
-from mnistlab.errors import ConfigError, DataError
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -83,14 +83,19 @@ def test_one_corrupted_file_is_named(tmp_path):
         load_mnist(tmp_path, checksums=sums)
 
 
-@pytest.mark.parametrize("damage,phrase", [
-    (lambda data: data[: len(data) // 2], "cannot be read as gzip"),                         # truncated download
-    (lambda data: b"not gzip at all" + data, "cannot be read as gzip"),
-    (lambda data: gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">3I", 30, 28, 28) + b"\x01" * 100),
-     "truncated or padded"),
-    (lambda data: gzip.compress(b"\x00\x00\x0d\x03" + b"\x00" * 50), "not an IDX file of unsigned bytes"),
-    (lambda data: gzip.compress(idx_bytes(np.zeros(30, np.uint8))), "IDX header says 1 dimensions, expected 3"),
-])
+@pytest.mark.parametrize(
+    "damage,phrase",
+    [
+        (lambda data: data[: len(data) // 2], "cannot be read as gzip"),  # truncated download
+        (lambda data: b"not gzip at all" + data, "cannot be read as gzip"),
+        (
+            lambda data: gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">3I", 30, 28, 28) + b"\x01" * 100),
+            "truncated or padded",
+        ),
+        (lambda data: gzip.compress(b"\x00\x00\x0d\x03" + b"\x00" * 50), "not an IDX file of unsigned bytes"),
+        (lambda data: gzip.compress(idx_bytes(np.zeros(30, np.uint8))), "IDX header says 1 dimensions, expected 3"),
+    ],
+)
 def test_damaged_file_is_refused_with_its_name(tmp_path, damage, phrase):
     sums = write_idx_dir(tmp_path, synthetic())
     path = tmp_path / "train-images-idx3-ubyte.gz"
@@ -124,7 +129,7 @@ def test_prepare_splits_limits_normalises_and_encodes(tmp_path):
     assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (30, 10, 12)
     np.testing.assert_array_equal(data.x_val[..., 0] * 255, arrays["x_train"][30:])  # the last 25%
     assert data.x_train.dtype == np.float32 and data.x_train.shape[1:] == (28, 28, 1)
-    assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
+    assert data.x_train.min() >= 0.0 and data.x_train.max() <= 1.0
     np.testing.assert_array_equal(data.y_train, arrays["y_train"][:30])
 
     limited = prepare(raw, val_split=0.25, limit=7, encoding="onehot")
@@ -161,8 +166,9 @@ def test_real_mnist_files(mnist_dir):
 def test_real_files_as_npz_pass_the_same_checksums(mnist_dir, tmp_path):
     """An npz rebuilt from the official arrays verifies: IDX files and npz share one checksum set."""
     raw = load_mnist(mnist_dir)
-    np.savez_compressed(tmp_path / "mnist.npz", x_train=raw.x_train, y_train=raw.y_train,
-                        x_test=raw.x_test, y_test=raw.y_test)
+    np.savez_compressed(
+        tmp_path / "mnist.npz", x_train=raw.x_train, y_train=raw.y_train, x_test=raw.x_test, y_test=raw.y_test
+    )
     assert load_mnist(tmp_path).x_train.shape == (60000, 28, 28)
 
 

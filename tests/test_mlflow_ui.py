@@ -38,8 +38,7 @@ def sweep(small_sweep) -> SweepInStore:
     assert len(parents) == 1, [r.info.run_name for r in parents]
     parent = parents[0]
     sweep_id = parent.data.tags["sweep_id"]
-    children = client.search_runs([experiment.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     children.sort(key=lambda r: int(r.data.tags["sweep.job"]))
     assert [r.data.tags["sweep.job"] for r in children] == ["0", "1"]
     assert all(r.data.tags["sweep_id"] == sweep_id for r in children)
@@ -55,11 +54,15 @@ def server(sweep, tmp_path_factory):
 
 
 def test_server_serves_the_sweep_children(sweep, server):
-    found = server.post_json("/api/2.0/mlflow/runs/search", {
-        "experiment_ids": [sweep.experiment_id],
-        "filter": f"tags.sweep_id = '{sweep.sweep_id}' and tags.`mlflow.parentRunId` = '{sweep.parent.info.run_id}'",
-        "max_results": 100,
-    })
+    found = server.post_json(
+        "/api/2.0/mlflow/runs/search",
+        {
+            "experiment_ids": [sweep.experiment_id],
+            "filter": f"tags.sweep_id = '{sweep.sweep_id}' and "
+            f"tags.`mlflow.parentRunId` = '{sweep.parent.info.run_id}'",
+            "max_results": 100,
+        },
+    )
     runs = {r["info"]["run_id"]: r for r in found.get("runs", [])}
     assert set(runs) == {c.info.run_id for c in sweep.children}
     for child in sweep.children:
@@ -71,10 +74,14 @@ def test_server_serves_the_sweep_children(sweep, server):
         assert {m["key"] for m in served["data"]["metrics"]} >= {*CURVES, "test_accuracy", "test_loss"}
 
     # the whole sweep by its id alone: the parent and its children, nothing else
-    everything = server.post_json("/api/2.0/mlflow/runs/search", {
-        "experiment_ids": [sweep.experiment_id], "filter": f"tags.sweep_id = '{sweep.sweep_id}'"})
-    assert {r["info"]["run_id"] for r in everything["runs"]} == \
-        {sweep.parent.info.run_id, *(c.info.run_id for c in sweep.children)}
+    everything = server.post_json(
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [sweep.experiment_id], "filter": f"tags.sweep_id = '{sweep.sweep_id}'"},
+    )
+    assert {r["info"]["run_id"] for r in everything["runs"]} == {
+        sweep.parent.info.run_id,
+        *(c.info.run_id for c in sweep.children),
+    }
 
 
 @pytest.mark.parametrize("curve", CURVES)
@@ -97,16 +104,24 @@ def test_runs_page_lists_the_children(sweep, server):
     # The runs table nests child runs under their parent, collapsed, unless it is sorted by something
     # other than the start time (MLflow 3.17: nestChildren = sort is start_time, or no sort and no
     # filter); so: sorted by run name, and filtered to this sweep.
-    query = urllib.parse.urlencode({"searchFilter": f"tags.sweep_id = '{sweep.sweep_id}'",
-                                    "orderByKey": "tags.`mlflow.runName`", "orderByAsc": "true"},
-                                   quote_via=urllib.parse.quote)
+    query = urllib.parse.urlencode(
+        {
+            "searchFilter": f"tags.sweep_id = '{sweep.sweep_id}'",
+            "orderByKey": "tags.`mlflow.runName`",
+            "orderByAsc": "true",
+        },
+        quote_via=urllib.parse.quote,
+    )
     url = f"{server.url}/#/experiments/{sweep.experiment_id}/runs?{query}"
     screenshot = ARTIFACTS / "mlflow_ui_runs.png"
     dom = chromium(url, screenshot=screenshot, dump_dom=True, budget_ms=15_000)
     (ARTIFACTS / "mlflow_ui_runs.html").write_text(dom)
     print(f"MLflow runs page: {url}\nscreenshot: {screenshot}")
 
-    missing = [c.info.run_name for c in sweep.children
-               if html.escape(c.info.run_name, quote=False) not in dom
-               or f'href="#/experiments/{sweep.experiment_id}/runs/{c.info.run_id}"' not in dom]
+    missing = [
+        c.info.run_name
+        for c in sweep.children
+        if html.escape(c.info.run_name, quote=False) not in dom
+        or f'href="#/experiments/{sweep.experiment_id}/runs/{c.info.run_id}"' not in dom
+    ]
     assert not missing, f"not rendered: {missing}; see {screenshot} and {ARTIFACTS / 'mlflow_ui_runs.html'}"

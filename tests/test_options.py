@@ -45,13 +45,19 @@ def _cosine(lr: float, step: float, steps: float, floor: float) -> float:
 
 # The learning rate after each of 4 epochs of 4 steps, from the formulas the YAML files document.
 SCHEDULES = {
-    "step": (["scheduler=step", "scheduler.every_epochs=2", "scheduler.factor=0.5"],
-             lambda lr, s: lr * 0.5 ** (s // 8)),
+    "step": (
+        ["scheduler=step", "scheduler.every_epochs=2", "scheduler.factor=0.5"],
+        lambda lr, s: lr * 0.5 ** (s // 8),
+    ),
     "exponential": (["scheduler=exponential", "scheduler.factor=0.8"], lambda lr, s: lr * 0.8 ** (s / 4)),
-    "cosine": (["scheduler=cosine", "scheduler.warmup_epochs=1", "scheduler.final_lr_fraction=0.1"],
-               lambda lr, s: _cosine(lr, s - 4, 12, 0.1)),
-    "onecycle": (["scheduler=onecycle", "scheduler.pct_start=0.25", "scheduler.div_factor=10",
-                  "scheduler.final_div_factor=100"], lambda lr, s: _cosine(lr, s - 4, 12, 1 / 1000)),
+    "cosine": (
+        ["scheduler=cosine", "scheduler.warmup_epochs=1", "scheduler.final_lr_fraction=0.1"],
+        lambda lr, s: _cosine(lr, s - 4, 12, 0.1),
+    ),
+    "onecycle": (
+        ["scheduler=onecycle", "scheduler.pct_start=0.25", "scheduler.div_factor=10", "scheduler.final_div_factor=100"],
+        lambda lr, s: _cosine(lr, s - 4, 12, 1 / 1000),
+    ),
 }
 
 
@@ -79,8 +85,13 @@ def test_early_stopping_stops_and_the_best_epoch_is_tested(train, store, mnist_d
 
     from mnistlab.data import load_mnist, prepare
 
-    result, run = train("trainer.epochs=10", "callbacks=early_stopping", "callbacks.early_stopping.patience=2",
-                        "callbacks.early_stopping.min_delta=0.5", "optimizer.lr=0.01")
+    result, run = train(
+        "trainer.epochs=10",
+        "callbacks=early_stopping",
+        "callbacks.early_stopping.patience=2",
+        "callbacks.early_stopping.min_delta=0.5",
+        "optimizer.lr=0.01",
+    )
     val = _history(store, result.run_id, "val_accuracy")
     assert len(val) == 3 and run.data.metrics["epochs_run"] == 3 and run.info.status == "FINISHED"
     best = int(np.argmax(val))
@@ -119,7 +130,7 @@ def test_label_smoothing_trains_towards_softened_targets(train):
     """With smoothing s the smallest possible cross-entropy is the entropy of the soft target
     (1 - s + s/10 for the true digit, s/10 for the others): no model scores below it."""
     s = 0.2
-    result, run = train("trainer.epochs=3", "optimizer.lr=0.01", f"loss.label_smoothing={s}")
+    _result, run = train("trainer.epochs=3", "optimizer.lr=0.01", f"loss.label_smoothing={s}")
     soft = np.array([1 - s + s / 10] + [s / 10] * 9)
     assert run.data.params["loss.label_smoothing"] == str(s)
     assert run.data.metrics["test_loss"] > -np.sum(soft * np.log(soft))
@@ -143,11 +154,16 @@ def test_mixed_bfloat16_computes_in_bfloat16_with_a_float32_output(train):
     assert min(accuracies) > 0.5 and abs(accuracies[0] - accuracies[1]) < 0.1, accuracies
 
 
-@pytest.mark.parametrize("flags,expected", [
-    ({"avx2", "avx512f"}, "float32"), ({"avx2", "avx512_bf16"}, "mixed_bfloat16"), ({"amx_bf16"}, "mixed_bfloat16"),
-])
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        ({"avx2", "avx512f"}, "float32"),
+        ({"avx2", "avx512_bf16"}, "mixed_bfloat16"),
+        ({"amx_bf16"}, "mixed_bfloat16"),
+    ],
+)
 def test_auto_precision_follows_the_cpu(flags, expected):
-    from mnistlab.training import resolve_precision
+    from mnistlab.train.runtime import resolve_precision
 
     assert resolve_precision("auto", cpu_flags=flags) == expected
     assert resolve_precision("float32", cpu_flags=flags) == "float32"

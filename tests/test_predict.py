@@ -21,7 +21,7 @@ from PIL import Image
 
 from conftest import cli_env, error_lines, mlflow_client, run_cli
 from mnistlab.data import images_for_model, load_mnist
-from mnistlab.images import prepare, to_mnist
+from mnistlab.data.images import prepare, to_mnist
 from servers import model_server
 
 MNISTLAB = Path(sys.executable).parent / "mnistlab"  # the console script, installed beside python
@@ -39,8 +39,14 @@ class Trained:
 
 def mnistlab(*args: str, store: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """The ``mnistlab`` command as a user types it, against ``store``."""
-    return subprocess.run([str(MNISTLAB), *args], capture_output=True, text=True, timeout=timeout,
-                          env=cli_env(store), cwd=Path(store[len("sqlite:///"):]).parent if store else None)
+    return subprocess.run(
+        [str(MNISTLAB), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(store),
+        cwd=Path(store[len("sqlite:///") :]).parent if store else None,
+    )
 
 
 def _name(store: str, run_id: str) -> str:
@@ -57,8 +63,9 @@ def trained(tmp_path_factory, mnist_dir) -> Trained:
     store = f"sqlite:///{tmp_path_factory.mktemp('predict') / 'mlflow.db'}"
     cnn = _run_id(run_cli("model=cnn", "trainer.epochs=1", "trainer.verbose=0", store=store))
     mlp = _run_id(run_cli("model=mlp12", "data.limit=256", "trainer.verbose=0", store=store))  # later, worse
-    no_model = _run_id(run_cli("model=mlp12", "data.limit=64", "trainer.verbose=0", "tracking.log_model=false",
-                               store=store))
+    no_model = _run_id(
+        run_cli("model=mlp12", "data.limit=64", "trainer.verbose=0", "tracking.log_model=false", store=store)
+    )
     accuracy = mlflow_client(store).get_run(cnn).data.metrics["test_accuracy"]
     return Trained(store, cnn, mlp, no_model, accuracy)
 
@@ -104,8 +111,9 @@ def rendered(tmp_path_factory, mnist_dir) -> tuple[list[Path], np.ndarray, np.nd
 
 def test_rendered_test_images_are_recognised_as_well_as_the_raw_arrays(trained, rendered, tmp_path, mnist_dir):
     files, labels, raw = rendered
-    proc = mnistlab("predict", *map(str, files), "--json", "--show", "--out", str(tmp_path / "seen"),
-                    store=trained.store)
+    proc = mnistlab(
+        "predict", *map(str, files), "--json", "--show", "--out", str(tmp_path / "seen"), store=trained.store
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     answer = json.loads(proc.stdout)
     # no --run/--model: the best FINISHED run with a model, not the latest one, and it says so
@@ -136,9 +144,11 @@ def test_rendered_test_images_are_recognised_as_well_as_the_raw_arrays(trained, 
     # the sampling noise of 500 images (about 0.7 points either way at this accuracy)
     test = load_mnist(mnist_dir)
     steps_accuracy = accuracy(np.stack([to_mnist(x)[0] for x in test.x_test]), test.y_test)
-    print(f"\ncnn test accuracy on the 10,000 raw arrays {trained.test_accuracy:.4f} (after the preprocessing "
-          f"steps {steps_accuracy:.4f}); on the {RENDERED} images: raw {raw_accuracy:.4f}, "
-          f"rendered {rendered_accuracy:.4f}")
+    print(
+        f"\ncnn test accuracy on the 10,000 raw arrays {trained.test_accuracy:.4f} (after the preprocessing "
+        f"steps {steps_accuracy:.4f}); on the {RENDERED} images: raw {raw_accuracy:.4f}, "
+        f"rendered {rendered_accuracy:.4f}"
+    )
     assert abs(rendered_accuracy - raw_accuracy) <= 0.01  # the same images, as raw arrays and as photos
     assert abs(steps_accuracy - trained.test_accuracy) <= 0.005
 
@@ -149,7 +159,7 @@ def test_rendered_test_images_are_recognised_as_well_as_the_raw_arrays(trained, 
 
 
 def test_the_table_names_the_model_and_the_top_three(trained, rendered):
-    files, labels, _ = rendered
+    files, _labels, _ = rendered
     proc = mnistlab("predict", str(files[0]), str(files[1]), "--run", trained.mlp, store=trained.store)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
@@ -187,8 +197,11 @@ def test_preprocessing_gives_back_the_mnist_digit(variant, mnist_dir, tmp_path):
         seen = prepare(path).pixels.astype(np.float32)
         # Pearson correlation with the original digit, allowing a shift of one pixel (the centre of
         # mass is rounded to a pixel): 1 is identical; two different test digits score 0.0-0.5
-        correlation = max(np.corrcoef(np.roll(seen, (dy, dx), axis=(0, 1)).ravel(), digit.ravel())[0, 1]
-                          for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        correlation = max(
+            np.corrcoef(np.roll(seen, (dy, dx), axis=(0, 1)).ravel(), digit.ravel())[0, 1]
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        )
         assert correlation > 0.8, (variant, index, correlation)
 
 
@@ -200,8 +213,13 @@ def _bad_files(folder: Path) -> dict[str, Path]:
     truncated = folder / "truncated.png"
     Image.fromarray((np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)).save(truncated)
     truncated.write_bytes(truncated.read_bytes()[:200])
-    return {"text": text, "blank": folder / "blank.png", "truncated": truncated, "missing": folder / "missing.png",
-            "folder": folder}
+    return {
+        "text": text,
+        "blank": folder / "blank.png",
+        "truncated": truncated,
+        "missing": folder / "missing.png",
+        "folder": folder,
+    }
 
 
 def test_unusable_images_are_refused_one_line_each_before_any_model_loads(tmp_path):
@@ -225,16 +243,25 @@ def test_model_choices_that_cannot_work_are_refused(trained, rendered, tmp_path)
     image = str(files[0])
     cases = [
         (["predict", image, "--run", "0" * 32], 2, f"error: --run {'0' * 32}: no such run in {trained.store}"),
-        (["predict", image, "--run", trained.no_model], 2,
-         f"error: --run {trained.no_model}: run {_name(trained.store, trained.no_model)!r} "
-         f"({trained.no_model}) (FINISHED) has no logged model"),
-        (["predict", image, "--model", "models:/no-such-model@champion"], 2,
-         "error: models:/no-such-model@champion: cannot load this model"),
+        (
+            ["predict", image, "--run", trained.no_model],
+            2,
+            f"error: --run {trained.no_model}: run {_name(trained.store, trained.no_model)!r} "
+            f"({trained.no_model}) (FINISHED) has no logged model",
+        ),
+        (
+            ["predict", image, "--model", "models:/no-such-model@champion"],
+            2,
+            "error: models:/no-such-model@champion: cannot load this model",
+        ),
         (["predict", image, "--experiment", "nope"], 1, "error: --experiment 'nope': no such experiment"),
         (["promote", trained.no_model, "--name", "x"], 2, f"error: RUN_ID {trained.no_model}: run "),
         (["promote", "f" * 32, "--name", "x"], 2, f"error: RUN_ID {'f' * 32}: no such run"),
-        (["predict", image, "--uri", f"sqlite:///{tmp_path / 'none.db'}"], 1,
-         f"error: no MLflow store at {tmp_path / 'none.db'}"),
+        (
+            ["predict", image, "--uri", f"sqlite:///{tmp_path / 'none.db'}"],
+            1,
+            f"error: no MLflow store at {tmp_path / 'none.db'}",
+        ),
     ]
     for args, code, start in cases:
         proc = mnistlab(*args, store=trained.store)
@@ -253,7 +280,7 @@ def test_model_choices_that_cannot_work_are_refused(trained, rendered, tmp_path)
 
 
 def test_promote_then_predict_and_serve_the_champion(trained, rendered, tmp_path):
-    files, labels, _ = rendered
+    files, _labels, _ = rendered
     client = mlflow_client(trained.store)
     first = mnistlab("promote", trained.mlp, "--name", "mnist-cnn", store=trained.store)
     proc = mnistlab("promote", trained.cnn, "--name", "mnist-cnn", store=trained.store)
@@ -261,7 +288,8 @@ def test_promote_then_predict_and_serve_the_champion(trained, rendered, tmp_path
     assert proc.stdout.splitlines()[:2] == [
         f"registered run {_name(trained.store, trained.cnn)!r} ({trained.cnn}), test accuracy "
         f"{trained.test_accuracy:.2%} as mnist-cnn version 2",
-        "alias champion -> version 2 (it was on version 1)"]
+        "alias champion -> version 2 (it was on version 1)",
+    ]
     champion = client.get_model_version_by_alias("mnist-cnn", "champion")
     assert (str(champion.version), champion.run_id) == ("2", trained.cnn)
     assert champion.tags["test_accuracy"] == f"{trained.test_accuracy:.4f}"
@@ -283,9 +311,21 @@ def test_promote_then_predict_and_serve_the_champion(trained, rendered, tmp_path
     curl = shutil.which("curl")
     assert curl, "curl is needed for the serving test (apt-get install curl)"
     with model_server("models:/mnist-cnn@champion", trained.store, tmp_path / "serve.log") as url:
-        answer = subprocess.run([curl, "-sS", "--fail-with-body", f"{url}/invocations", "-H",
-                                 "Content-Type: application/json", "-d", f"@{request}"],
-                                capture_output=True, text=True, timeout=60)
+        answer = subprocess.run(
+            [
+                curl,
+                "-sS",
+                "--fail-with-body",
+                f"{url}/invocations",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                f"@{request}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert answer.returncode == 0, answer.stdout + answer.stderr
     served = np.array(json.loads(answer.stdout)["predictions"])
     assert served.shape == (len(sample), 10)

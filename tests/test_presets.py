@@ -44,7 +44,7 @@ def test_baseline_presets_match_the_published_setup(compose_cfg, preset):
 
 
 def _keras_model(cfg):
-    from mnistlab.models import build_model
+    from mnistlab.build.model import build_model
 
     return build_model(cfg.model.name, cfg.model.layers, (28, 28, 1), 10)
 
@@ -68,8 +68,17 @@ def test_best_presets_keep_their_architecture_character(compose_cfg, preset):
 def test_baselines_sweep_runs_all_six_as_one_sweep(tmp_path):
     """`-m sweep=baselines`, shrunk by command-line overrides (they win over the presets' values)."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_cli("-m", "sweep=baselines", "data.limit=256", "data.val_split=0.02", "trainer.epochs=1",
-                   "trainer.batch_size=64", "tracking.log_model=false", "trainer.verbose=0", store=store)
+    proc = run_cli(
+        "-m",
+        "sweep=baselines",
+        "data.limit=256",
+        "data.val_split=0.02",
+        "trainer.epochs=1",
+        "trainer.batch_size=64",
+        "tracking.log_model=false",
+        "trainer.verbose=0",
+        store=store,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow_client(store)
     runs = client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id])

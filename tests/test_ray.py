@@ -19,8 +19,21 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import ROOT, RUN_PY, cli_env, error_lines, mlflow_client
-from ray_cluster import (NODE_ONLY, RayHead, check_can_run, finish, head_memory, host_addresses, in_netns,
-                         listening_ports, netns_of, ray_head, reachable, start_in_netns, watch)
+from ray_cluster import (
+    NODE_ONLY,
+    RayHead,
+    check_can_run,
+    finish,
+    head_memory,
+    host_addresses,
+    in_netns,
+    listening_ports,
+    netns_of,
+    ray_head,
+    reachable,
+    start_in_netns,
+    watch,
+)
 from servers import stop_process_group
 from test_search import study
 from test_sweeps import sweep_runs
@@ -36,8 +49,10 @@ def head(tmp_path_factory, mnist_dir) -> RayHead:
     with ray_head(tmp_path_factory.mktemp("ray")) as running:
         yield running
     bound = sorted({address for _, address in running.listeners})
-    print(f"\nRay head: started in {running.started_s} s; memory (MiB) {running.memory}; "
-          f"{len(running.listeners)} listening sockets seen, bound to {bound}")
+    print(
+        f"\nRay head: started in {running.started_s} s; memory (MiB) {running.memory}; "
+        f"{len(running.listeners)} listening sockets seen, bound to {bound}"
+    )
 
 
 def run_py(head: RayHead, store: str, *args: str) -> subprocess.CompletedProcess:
@@ -72,8 +87,9 @@ def ran_in_workers(head: RayHead, proc: subprocess.CompletedProcess, run_ids: li
 # the file replaces the plugin's own `ray` config of the same name; Hydra 1.3 then checks it against the
 # plugin's schema and says so in a deprecation warning (README: Ray)
 @pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/ray' is validated against ConfigStore schema:UserWarning")
-def test_the_launcher_config_connects_to_a_cluster_and_hands_the_jobs_their_environment(compose_cfg, monkeypatch,
-                                                                                          store):
+def test_the_launcher_config_connects_to_a_cluster_and_hands_the_jobs_their_environment(
+    compose_cfg, monkeypatch, store
+):
     """No cluster needed: conf/hydra/launcher/ray.yaml as the plugin gets it (Hydra resolves it in the
     driver, when it instantiates the launcher): the driver's values, strings only, as Ray requires."""
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="pip install -e .[ray]")
@@ -91,18 +107,23 @@ def test_the_launcher_config_connects_to_a_cluster_and_hands_the_jobs_their_envi
     init = OmegaConf.to_container(launcher.ray_cfg.init, resolve=True)
     assert init["address"] == "auto" and init["object_store_memory"] is None  # Ray refuses a value when connecting
     env_vars = init.pop("runtime_env").pop("env_vars")
-    assert env_vars == {"MLFLOW_TRACKING_URI": store, "MNISTLAB_ROOT": "/srv/mnistlab", "MNIST_DIR": "$MNIST_DIR",
-                        "MNISTLAB_COMMAND": "run.py -m hydra/launcher=ray seed=1,2",
-                        "MNISTLAB_CODE_DIR": os.environ.get("MNISTLAB_CODE_DIR", ""),
-                        "MNISTLAB_ONE_LINE_ERRORS": os.environ.get("MNISTLAB_ONE_LINE_ERRORS", ""),
-                        "HYDRA_FULL_ERROR": os.environ.get("HYDRA_FULL_ERROR", ""),
-                        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    assert env_vars == {
+        "MLFLOW_TRACKING_URI": store,
+        "MNISTLAB_ROOT": "/srv/mnistlab",
+        "MNIST_DIR": "$MNIST_DIR",
+        "MNISTLAB_COMMAND": "run.py -m hydra/launcher=ray seed=1,2",
+        "MNISTLAB_CODE_DIR": os.environ.get("MNISTLAB_CODE_DIR", ""),
+        "MNISTLAB_ONE_LINE_ERRORS": os.environ.get("MNISTLAB_ONE_LINE_ERRORS", ""),
+        "HYDRA_FULL_ERROR": os.environ.get("HYDRA_FULL_ERROR", ""),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
     assert OmegaConf.to_container(launcher.ray_cfg.remote) == {"num_cpus": 1}
 
     monkeypatch.setenv("MNIST_DIR", "/data/mnist")
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
-    init = OmegaConf.to_container(instantiate(compose_cfg(["hydra/launcher=ray"]).hydra.launcher).ray_cfg.init,
-                                  resolve=True)
+    init = OmegaConf.to_container(
+        instantiate(compose_cfg(["hydra/launcher=ray"]).hydra.launcher).ray_cfg.init, resolve=True
+    )
     assert init["address"] == "10.0.0.5:6379" and init["runtime_env"]["env_vars"]["MNIST_DIR"] == "/data/mnist"
 
 
@@ -117,8 +138,9 @@ def test_the_head_is_reachable_only_inside_its_namespace(head):
     assert head.port not in here
     addresses = host_addresses()
     assert any(not a.startswith(("127.", "::1")) for a in addresses)  # the real interfaces are tried too
-    answered = [(address, port) for port in sorted(set(inside) - set(here)) for address in addresses
-                if reachable(address, port)]
+    answered = [
+        (address, port) for port in sorted(set(inside) - set(here)) for address in addresses if reachable(address, port)
+    ]
     assert answered == []
     assert netns_of(head.pid) != netns_of(os.getpid())
 
@@ -127,14 +149,20 @@ def test_a_driver_without_the_right_token_is_refused(head, tmp_path):
     """No token, or a wrong one: the GCS answers Unauthenticated and ray.init gives up."""
     # connected, it also runs a task whose runtime_env says $NODE_ONLY: Ray expands that from the
     # node's environment (what conf/hydra/launcher/ray.yaml relies on for MNIST_DIR)
-    probe = ("import os, ray, sys\n"
-             "try:\n    ray.init(log_to_driver=False, runtime_env={'env_vars': {'SEEN': '$NODE_ONLY'}})\n"
-             "except ConnectionError as exc:\n    print('refused:', exc); sys.exit(3)\n"
-             "print('connected:', ray.get(ray.remote(lambda: os.environ['SEEN']).remote()))\n")
+    probe = (
+        "import os, ray, sys\n"
+        "try:\n    ray.init(log_to_driver=False, runtime_env={'env_vars': {'SEEN': '$NODE_ONLY'}})\n"
+        "except ConnectionError as exc:\n    print('refused:', exc); sys.exit(3)\n"
+        "print('connected:', ray.get(ray.remote(lambda: os.environ['SEEN']).remote()))\n"
+    )
     home = tmp_path / "home"  # no ~/.ray/auth_token to fall back on
     home.mkdir()
-    base = {**cli_env(), "HOME": str(home), "RAY_ADDRESS": head.address,
-            "RAY_NUM_REDIS_GET_RETRIES": "3"}  # give up after 3 tries, not 20
+    base = {
+        **cli_env(),
+        "HOME": str(home),
+        "RAY_ADDRESS": head.address,
+        "RAY_NUM_REDIS_GET_RETRIES": "3",
+    }  # give up after 3 tries, not 20
     without = {k: v for k, v in base.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     wrong = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": head.token[::-1]}
     right = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": head.token}
@@ -183,8 +211,15 @@ def test_a_hyperparameter_search_runs_its_trials_on_the_cluster(head, tmp_path):
     """Two trials at once (hydra.sweeper.n_jobs=2: a Ray launcher has no n_jobs for the sweeper to read)."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with watch(head, "search peak"):
-        proc = run_py(head, store, "hparams_search=tiny_cnn_optuna", "hydra/launcher=ray", "hydra.sweeper.n_trials=2",
-                      "hydra.sweeper.n_jobs=2", *SMALL)
+        proc = run_py(
+            head,
+            store,
+            "hparams_search=tiny_cnn_optuna",
+            "hydra/launcher=ray",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.n_jobs=2",
+            *SMALL,
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
@@ -195,8 +230,9 @@ def test_a_hyperparameter_search_runs_its_trials_on_the_cluster(head, tmp_path):
     for number, child in by_trial.items():
         assert child.info.status == "FINISHED" and child.data.tags["optuna.state"] == "COMPLETE"
         assert trials[number].value == pytest.approx(child.data.metrics["val_accuracy"])
-        assert (tmp_path / "outputs" / "hparams_search" / "tiny_cnn_optuna" / f"trial-{number:04d}" / "run.log"
-                ).is_file()
+        assert (
+            tmp_path / "outputs" / "hparams_search" / "tiny_cnn_optuna" / f"trial-{number:04d}" / "run.log"
+        ).is_file()
     ran_in_workers(head, proc, [c.info.run_id for c in children])
 
 
@@ -207,10 +243,29 @@ def test_without_a_cluster_the_sweep_stops_in_one_line(tmp_path, store, mnist_di
     check_can_run()
     env = cli_env(store, {"RAY_TMPDIR": str(tmp_path / "no-ray")})
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen(["unshare", "--net", "--pid", "--mount-proc", "--kill-child", sys.executable, str(RUN_PY),
-                             "-m", "hydra/launcher=ray", "model=mlp12", "seed=1,2", *SMALL], cwd=ROOT, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "--net",
+            "--pid",
+            "--mount-proc",
+            "--kill-child",
+            sys.executable,
+            str(RUN_PY),
+            "-m",
+            "hydra/launcher=ray",
+            "model=mlp12",
+            "seed=1,2",
+            *SMALL,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import RUN_PY, ROOT, error_lines, mlflow_client, only_run, run_cli
+from conftest import ROOT, RUN_PY, error_lines, mlflow_client, only_run, run_cli
 from test_config import PARAMS
 
 QUICK = ("data.limit=1000", "trainer.epochs=2", "trainer.batch_size=64")
@@ -36,14 +36,17 @@ def artifact_paths(client, run_id: str, path: str = "") -> set[str]:
 
 
 # every model once; every optimizer and both losses more than once
-@pytest.mark.parametrize("model,optimizer,loss,extra", [
-    ("dense", "adam", "crossentropy", ["+tracking.tags.team=vision"]),
-    ("cnn", "sgd", "mse", []),
-    ("tiny_cnn", "rmsprop", "mse", ["tracking.run_name=tiny-try"]),
-    ("dense512", "rmsprop", "crossentropy", []),
-    ("cnn32", "adam", "mse", []),
-    ("mlp12", "sgd", "crossentropy", ["optimizer.momentum=0.9"]),
-])
+@pytest.mark.parametrize(
+    "model,optimizer,loss,extra",
+    [
+        ("dense", "adam", "crossentropy", ["+tracking.tags.team=vision"]),
+        ("cnn", "sgd", "mse", []),
+        ("tiny_cnn", "rmsprop", "mse", ["tracking.run_name=tiny-try"]),
+        ("dense512", "rmsprop", "crossentropy", []),
+        ("cnn32", "adam", "mse", []),
+        ("mlp12", "sgd", "crossentropy", ["optimizer.momentum=0.9"]),
+    ],
+)
 def test_run_logs_everything_to_mlflow(store, test_images, model, optimizer, loss, extra):
     proc = run_cli(f"model={model}", f"optimizer={optimizer}", f"loss={loss}", *QUICK, *extra, store=store)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -80,8 +83,13 @@ def test_run_logs_everything_to_mlflow(store, test_images, model, optimizer, los
 
     # artifacts
     paths = artifact_paths(client, run_id)
-    assert {"config.yaml", "learning_curves.png", "confusion_matrix.png", "model_summary.txt",
-            "hydra/overrides.yaml"} <= paths
+    assert {
+        "config.yaml",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "model_summary.txt",
+        "hydra/overrides.yaml",
+    } <= paths
     local = Path(client.download_artifacts(run_id, ""))
     assert yaml.safe_load((local / "config.yaml").read_text())["model"]["name"] == model
     summary = (local / "model_summary.txt").read_text()
@@ -125,7 +133,8 @@ def test_run_logs_everything_to_mlflow(store, test_images, model, optimizer, los
     correct = int((predictions["predicted"] == predictions["label"]).sum())
     wilson = stats.binomtest(correct, 10000).proportion_ci(0.95, method="wilson")
     assert (metrics["test_accuracy_ci_low"], metrics["test_accuracy_ci_high"]) == pytest.approx(
-        (wilson.low, wilson.high), abs=1e-9)
+        (wilson.low, wilson.high), abs=1e-9
+    )
     assert metrics["test_accuracy_ci_low"] < metrics["test_accuracy"] < metrics["test_accuracy_ci_high"]
     per_class = pd.read_csv(local / "per_class.csv")
     assert list(per_class["class"]) == list(range(10)) and per_class["support"].sum() == 10000
@@ -139,7 +148,7 @@ def test_run_logs_everything_to_mlflow(store, test_images, model, optimizer, los
     assert metrics["test_images"] == 10000 and metrics["train_images"] == 1000 and metrics["val_images"] == 6000
 
     # its configuration group: the id comparisons compute from the params of runs logged before the tag
-    from mnistlab.groups import GROUP_TAG, group_id
+    from mnistlab.config.groups import GROUP_TAG, group_id
 
     assert tags[GROUP_TAG] == group_id(params) and len(tags[GROUP_TAG]) == 12
 
@@ -150,8 +159,9 @@ def test_same_seed_same_result_other_seed_other_result(tmp_path):
     for i, seed in enumerate((7, 7, 8)):
         store = f"sqlite:///{tmp_path / str(i) / 'mlflow.db'}"
         (tmp_path / str(i)).mkdir()
-        proc = run_cli("model=cnn", "data.limit=2000", "trainer.epochs=2", f"seed={seed}",
-                       "tracking.log_model=false", store=store)
+        proc = run_cli(
+            "model=cnn", "data.limit=2000", "trainer.epochs=2", f"seed={seed}", "tracking.log_model=false", store=store
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         run = only_run(store)
         history = [m.value for m in mlflow_client(store).get_metric_history(run.info.run_id, "val_loss")]
@@ -168,8 +178,14 @@ def test_default_store_is_the_project_root_whatever_the_cwd(tmp_path):
     shutil.copytree(ROOT / "conf", project / "conf")
     shutil.copy(RUN_PY, project / "run.py")
     elsewhere.mkdir()
-    proc = run_cli("model=mlp12", "data.limit=500", "trainer.epochs=1", "tracking.log_model=false",
-                   run_py=project / "run.py", cwd=elsewhere)
+    proc = run_cli(
+        "model=mlp12",
+        "data.limit=500",
+        "trainer.epochs=1",
+        "tracking.log_model=false",
+        run_py=project / "run.py",
+        cwd=elsewhere,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     store = f"sqlite:///{project / 'mlflow.db'}"
     assert store in proc.stdout
@@ -181,8 +197,14 @@ def test_default_store_is_the_project_root_whatever_the_cwd(tmp_path):
 
 def test_mlflow_tracking_uri_from_environment_wins(tmp_path):
     store = f"sqlite:///{tmp_path / 'from_env.db'}"
-    proc = run_cli("model=mlp12", "data.limit=500", "trainer.epochs=1", "tracking.log_model=false",
-                   "tracking.experiment=env-test", env={"MLFLOW_TRACKING_URI": store, "MNISTLAB_ROOT": str(tmp_path)})
+    proc = run_cli(
+        "model=mlp12",
+        "data.limit=500",
+        "trainer.epochs=1",
+        "tracking.log_model=false",
+        "tracking.experiment=env-test",
+        env={"MLFLOW_TRACKING_URI": store, "MNISTLAB_ROOT": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert only_run(store, "env-test").info.status == "FINISHED"
     assert not (tmp_path / "mlflow.db").exists()

@@ -22,18 +22,25 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna.trial import TrialState
 
 from conftest import RUN_PY, cli_env, error_lines, mlflow_client
-from mnistlab.errors import ConfigError
-from mnistlab.search import PRUNED_AT, RETRY_OF, Search, Settings
-from mnistlab.search_space import parse
+from mnistlab.core.errors import ConfigError
+from mnistlab.sweeps.search import RETRY_OF, Search, Settings
+from mnistlab.sweeps.space import parse
+from mnistlab.sweeps.trial import PRUNED_AT
 
 # tiny trials: 500 images, 2 epochs of the tiny cnn, ~3 s each once TensorFlow is loaded
-TINY = ("hparams_search=tiny_cnn_optuna", "data.limit=500", "trainer.epochs=2", "trainer.verbose=0",
-        "tracking.log_model=false")
+TINY = (
+    "hparams_search=tiny_cnn_optuna",
+    "data.limit=500",
+    "trainer.epochs=2",
+    "trainer.verbose=0",
+    "tracking.log_model=false",
+)
 
 
 def search(*args: str, store: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(RUN_PY), "-m", *args], capture_output=True, text=True,
-                          env=cli_env(store), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(RUN_PY), "-m", *args], capture_output=True, text=True, env=cli_env(store), timeout=timeout
+    )
 
 
 def study(root: Path, name: str = "tiny_cnn_optuna") -> optuna.Study:
@@ -72,19 +79,26 @@ def test_a_search_runs_its_trials_logs_them_and_a_rerun_tops_it_up_with_pruning(
         assert {k: run.data.tags[f"optuna.param.{k}"] for k in params} == {k: str(v) for k, v in params.items()}
         # the objective Optuna got is the run's validation accuracy (the test set plays no part)
         assert trials[number].value == pytest.approx(run.data.metrics["val_accuracy"])
-        assert (tmp_path / "outputs" / "hparams_search" / "tiny_cnn_optuna" / f"trial-{number:04d}" / "run.log"
-                ).is_file()  # its own folder, named after its number
+        assert (
+            tmp_path / "outputs" / "hparams_search" / "tiny_cnn_optuna" / f"trial-{number:04d}" / "run.log"
+        ).is_file()  # its own folder, named after its number
     # the parent: the best trial, all trials, Optuna's two plots
     best = max(trials, key=lambda t: t.value)
     assert top.info.status == "FINISHED" and top.data.tags["optuna.best_trial"] == str(best.number)
     assert top.data.metrics["best_val_accuracy"] == pytest.approx(best.value)
     client = mlflow_client(store)
     listed = {a.path for a in client.list_artifacts(top.info.run_id, "optuna")}
-    assert listed == {"optuna/best_trial.json", "optuna/trials.csv", "optuna/optimization_history.png",
-                      "optuna/param_importances.png"}
+    assert listed == {
+        "optuna/best_trial.json",
+        "optuna/trials.csv",
+        "optuna/optimization_history.png",
+        "optuna/param_importances.png",
+    }
     for png in ("optimization_history", "param_importances"):
-        assert Path(client.download_artifacts(top.info.run_id, f"optuna/{png}.png", str(tmp_path))).read_bytes()[:4] \
+        assert (
+            Path(client.download_artifacts(top.info.run_id, f"optuna/{png}.png", str(tmp_path))).read_bytes()[:4]
             == b"\x89PNG"
+        )
 
     # later: the same command with n_trials=5 adds one trial, in the same study and parent run; this
     # one is deliberately bad (a learning rate below 1e-7 learns nothing) and the median pruner, with
@@ -103,8 +117,13 @@ def test_a_search_runs_its_trials_logs_them_and_a_rerun_tops_it_up_with_pruning(
     assert "PRUNED" in proc.stdout and "pruned by Optuna after epoch 1" in proc.stdout  # the summary says so
     # mnistlab compare ranks the trials like any sweep's runs: the four complete ones, then the pruned one
     mnistlab = Path(sys.executable).parent / "mnistlab"
-    proc = subprocess.run([str(mnistlab), "compare", "--uri", store, "--sweep", "last", "--out", str(tmp_path / "cmp")],
-                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    proc = subprocess.run(
+        [str(mnistlab), "compare", "--uri", store, "--sweep", "last", "--out", str(tmp_path / "cmp")],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     ranked = [line.split()[-1] for line in proc.stdout.splitlines() if re.search(r"^\d+ .* [0-9a-f]{32}$", line)]
     by_value = sorted(trials[:4], key=lambda t: -t.value)
@@ -117,8 +136,13 @@ def test_a_killed_search_continues_where_it_stopped(tmp_path, mnist_dir):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = (*TINY, "data.limit=2000", "trainer.epochs=3", "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner=null")
     folder = tmp_path / "outputs" / "hparams_search" / "tiny_cnn_optuna"
-    proc = subprocess.Popen([sys.executable, str(RUN_PY), "-m", *args], env=cli_env(store),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(RUN_PY), "-m", *args],
+        env=cli_env(store),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not _training(folder / "trial-0001" / "run.log"):  # trial 1 has started its epochs
@@ -159,12 +183,19 @@ def _training(log: Path) -> bool:
 def test_a_search_whose_trials_keep_failing_stops_after_max_failures(tmp_path, mnist_dir):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # a dropout rate above 1 in every trial's search space: each job refuses its config
-    proc = search(*TINY, "hydra.sweeper.n_trials=3", "hydra.sweeper.max_failures=1",
-                  "model.layers.4.rate=interval(1.5, 2.0)", store=store)
+    proc = search(
+        *TINY,
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.max_failures=1",
+        "model.layers.4.rate=interval(1.5, 2.0)",
+        store=store,
+    )
     assert proc.returncode == 1
-    assert error_lines(proc)[-1] == ("error: search 'tiny_cnn_optuna' stopped after 2 failed trials (more than "
-                                     "hydra.sweeper.max_failures): 0 of 3 trials finished; rerun the same command "
-                                     "to continue")
+    assert error_lines(proc)[-1] == (
+        "error: search 'tiny_cnn_optuna' stopped after 2 failed trials (more than "
+        "hydra.sweeper.max_failures): 0 of 3 trials finished; rerun the same command "
+        "to continue"
+    )
     trials = study(tmp_path).trials
     assert [t.state for t in trials] == [TrialState.FAIL] * 2
     assert all("dropout rate must be a number in [0, 1)" in t.user_attrs["fail_reason"] for t in trials)
@@ -191,27 +222,49 @@ def _search(tmp_path: Path, outcomes: list, **settings) -> tuple[Search, list[li
         return [outcomes.pop(0) for _ in batch]
 
     space = parse({"optimizer.lr": "tag(log, interval(1e-4, 1e-1))", "seed": 3}, [])
-    conf = Settings(study_name="rules", storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-                    sampler={"_target_": "optuna.samplers.TPESampler", "seed": 1}, **settings)
+    conf = Settings(
+        study_name="rules",
+        storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+        sampler={"_target_": "optuna.samplers.TPESampler", "seed": 1},
+        **settings,
+    )
     conf.check()
     return Search(conf, space, str(tmp_path), tmp_path / "sweep", launch), launched
 
 
 def test_raising_and_nan_trials_fail_with_their_reason_and_the_search_goes_on(tmp_path):
-    outcomes = [_job(error=RuntimeError("boom")), _job(0.9), _job(float("nan")), _job(float("inf")), _job(None),
-                _job(0.8), _job("abc"), _job(0.7)]
+    outcomes = [
+        _job(error=RuntimeError("boom")),
+        _job(0.9),
+        _job(float("nan")),
+        _job(float("inf")),
+        _job(None),
+        _job(0.8),
+        _job("abc"),
+        _job(0.7),
+    ]
     runner, launched = _search(tmp_path, outcomes, n_trials=3, max_failures=5)
     result = runner.run()
     trials = study(tmp_path, "rules").trials
-    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "FAIL", "FAIL", "FAIL", "COMPLETE", "FAIL",
-                                              "COMPLETE"]
+    assert [t.state.name for t in trials] == [
+        "FAIL",
+        "COMPLETE",
+        "FAIL",
+        "FAIL",
+        "FAIL",
+        "COMPLETE",
+        "FAIL",
+        "COMPLETE",
+    ]
     reasons = [t.user_attrs.get("fail_reason") for t in trials]
     assert reasons[0] == "RuntimeError: boom" and reasons[2] == "the objective is nan"
     assert reasons[3] == "the objective is inf" and "returned no val_accuracy" in reasons[4]
     assert reasons[6] == "the job returned 'abc', not a number"
     assert result.reached and result.finished == 3 and result.failed_here == 5 and result.problem() is None
     assert [line for line in launched[0] if not line.startswith("optimizer.lr=")] == [
-        "seed=3", "hydra.sweep.subdir=trial-0000"]
+        "seed=3",
+        "hydra.sweep.subdir=trial-0000",
+    ]
     link_file = tmp_path / "sweep" / "trial-0007" / "optuna_trial.json"
     link = json.loads(link_file.read_text())
     assert link["number"] == 7 and link["params"] == trials[7].params
@@ -219,8 +272,9 @@ def test_raising_and_nan_trials_fail_with_their_reason_and_the_search_goes_on(tm
 
 
 def test_one_failure_more_than_max_failures_stops_the_search(tmp_path):
-    runner, _ = _search(tmp_path, [_job(0.5), _job(float("nan")), _job(error=ValueError("x")), _job(0.9)],
-                        n_trials=3, max_failures=1)
+    runner, _ = _search(
+        tmp_path, [_job(0.5), _job(float("nan")), _job(error=ValueError("x")), _job(0.9)], n_trials=3, max_failures=1
+    )
     result = runner.run()
     assert not result.reached and (result.finished, result.failed_here, result.launched) == (1, 2, 3)
     assert "stopped after 2 failed trials" in result.problem()
@@ -235,13 +289,14 @@ def test_n_jobs_asks_a_batch_and_never_more_than_the_study_needs(tmp_path):
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the orphan is asked outside Study.optimize
 def test_a_trial_whose_heartbeat_stopped_on_another_host_is_failed_and_retried(tmp_path, monkeypatch):
     """Another machine's worker died mid-trial: its pid means nothing here, its heartbeat tells."""
-    from mnistlab import search as search_module
+    from mnistlab.sweeps import optuna_adapter as search_module
 
     monkeypatch.setattr(search_module, "HEARTBEAT_S", 1)
     monkeypatch.setattr(search_module, "GRACE_S", 2)
     runner, _ = _search(tmp_path, [_job(0.5), _job(0.6)], n_trials=2)
-    study_ = optuna.create_study(study_name="rules", storage=search_module.open_storage(runner.storage_url),
-                                 direction="maximize")
+    study_ = optuna.create_study(
+        study_name="rules", storage=search_module.open_storage(runner.storage_url), direction="maximize"
+    )
     orphan = study_.ask(parse({"optimizer.lr": "tag(log, interval(1e-4, 1e-1))"}, []).distributions())
     orphan.set_user_attr("owner", {"host": "another-machine", "pid": 1, "started": "1"})
     study_._storage.record_heartbeat(orphan._trial_id)
@@ -253,16 +308,19 @@ def test_a_trial_whose_heartbeat_stopped_on_another_host_is_failed_and_retried(t
     assert result.reached and [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 2
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"x": "glob(*)"}, "glob() is not a search space"),
-    ({"x": "tag(log, interval(0, 1))"}, "a log scale needs a start > 0"),
-    ({"x": "interval(2, 1)"}, "the start must be below the end"),
-    ({"x": "range(5, 1)"}, "is empty"),
-    ({"x": "tag(int, interval(1.5, 4))"}, "whole-number ends"),
-    ({"x": "tag(exp, interval(1, 4))"}, "unknown tag 'exp'"),
-    ({"x": "choice(1, 1)"}, "a value appears twice"),
-    ({"seed": "3"}, "nothing to search"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"x": "glob(*)"}, "glob() is not a search space"),
+        ({"x": "tag(log, interval(0, 1))"}, "a log scale needs a start > 0"),
+        ({"x": "interval(2, 1)"}, "the start must be below the end"),
+        ({"x": "range(5, 1)"}, "is empty"),
+        ({"x": "tag(int, interval(1.5, 4))"}, "whole-number ends"),
+        ({"x": "tag(exp, interval(1, 4))"}, "unknown tag 'exp'"),
+        ({"x": "choice(1, 1)"}, "a value appears twice"),
+        ({"seed": "3"}, "nothing to search"),
+    ],
+)
 def test_bad_search_spaces_are_refused_naming_the_key(params, message):
     with pytest.raises(ConfigError) as info:
         parse(params, [])
@@ -270,9 +328,18 @@ def test_bad_search_spaces_are_refused_naming_the_key(params, message):
 
 
 def test_search_space_syntax_becomes_optuna_distributions():
-    space = parse({"a": "tag(log, interval(1e-4, 1e-2))", "b": "interval(0.0, 0.5)", "c": "tag(int, interval(16, 96))",
-                   "d": "choice(32, 64)", "e": "range(2, 6)", "f": "range(0.0, 1.0, 0.25)", "g": "choice(adam, sgd)"},
-                  ["seed=7", "d=choice(64, 128)"])  # the command line wins over the preset
+    space = parse(
+        {
+            "a": "tag(log, interval(1e-4, 1e-2))",
+            "b": "interval(0.0, 0.5)",
+            "c": "tag(int, interval(16, 96))",
+            "d": "choice(32, 64)",
+            "e": "range(2, 6)",
+            "f": "range(0.0, 1.0, 0.25)",
+            "g": "choice(adam, sgd)",
+        },
+        ["seed=7", "d=choice(64, 128)"],
+    )  # the command line wins over the preset
     dist = space.distributions()
     assert dist["a"] == optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
     assert dist["b"] == optuna.distributions.FloatDistribution(0.0, 0.5)

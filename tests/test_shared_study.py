@@ -25,8 +25,14 @@ from servers import mlflow_server
 
 WORKERS, N_TRIALS = 3, 5
 EPOCHS = 2
-SEARCH = ("hparams_search=tiny_cnn_optuna", "data.limit=500", f"trainer.epochs={EPOCHS}", "trainer.verbose=0",
-          "hydra.sweeper.pruner=null", f"hydra.sweeper.n_trials={N_TRIALS}")
+SEARCH = (
+    "hparams_search=tiny_cnn_optuna",
+    "data.limit=500",
+    f"trainer.epochs={EPOCHS}",
+    "trainer.verbose=0",
+    "hydra.sweeper.pruner=null",
+    f"hydra.sweeper.n_trials={N_TRIALS}",
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +50,20 @@ def server(cluster, tmp_path_factory):
 
 def _worker(store: str, root: Path, *extra: str) -> subprocess.Popen:
     env = cli_env(env={"MNISTLAB_ROOT": str(root), "MLFLOW_TRACKING_URI": store})
-    return subprocess.Popen([sys.executable, str(RUN_PY), "-m", *SEARCH, *extra], env=env, cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, str(RUN_PY), "-m", *SEARCH, *extra],
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
-def test_workers_share_one_study_and_one_server_and_a_killed_worker_loses_only_its_trial(cluster, server, tmp_path,
-                                                                                          mnist_dir):
+def test_workers_share_one_study_and_one_server_and_a_killed_worker_loses_only_its_trial(
+    cluster, server, tmp_path, mnist_dir
+):
     storage = cluster.create_database("optuna")
     experiment = "shared-search"  # new on the server: every worker creates it at the same moment
     extra = (f"hydra.sweeper.storage={storage}", f"tracking.experiment={experiment}")
@@ -69,8 +83,11 @@ def test_workers_share_one_study_and_one_server_and_a_killed_worker_loses_only_i
                 except KeyError:  # not created yet
                     time.sleep(0.5)
                     continue
-            mine = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-                    if (t.user_attrs.get("owner") or {}).get("pid") == victim.pid and _training(root, t.number)]
+            mine = [
+                t
+                for t in study.get_trials(states=(TrialState.RUNNING,))
+                if (t.user_attrs.get("owner") or {}).get("pid") == victim.pid and _training(root, t.number)
+            ]
             if mine:
                 killed = mine[0]
                 break
@@ -106,15 +123,17 @@ def test_workers_share_one_study_and_one_server_and_a_killed_worker_loses_only_i
     runs = server.post_json("/api/2.0/mlflow/runs/search", {"experiment_ids": ["0"], "max_results": 100})
     assert not runs.get("runs"), "runs landed in the Default experiment"
     exp = server.get_json("/api/2.0/mlflow/experiments/get-by-name", experiment_name=experiment)["experiment"]
-    found = server.post_json("/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]],
-                                                             "max_results": 200})["runs"]
+    found = server.post_json(
+        "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 200}
+    )["runs"]
     children = {int(_tag(r, "optuna.trial")): r for r in found if _tag(r, "optuna.trial") is not None}
     assert sorted(children) == [t.number for t in trials]
     for trial in complete:
         run = children[trial.number]
         assert run["info"]["status"] == "FINISHED" and _tag(run, "optuna.state") == "COMPLETE"
-        history = server.get_json("/api/2.0/mlflow/metrics/get-history", run_id=run["info"]["run_id"],
-                                  metric_key="val_accuracy")["metrics"]
+        history = server.get_json(
+            "/api/2.0/mlflow/metrics/get-history", run_id=run["info"]["run_id"], metric_key="val_accuracy"
+        )["metrics"]
         assert sorted(m["step"] for m in history) == list(range(EPOCHS))
         assert history[-1]["value"] == pytest.approx(trial.value)
         listed = server.get_json("/api/2.0/mlflow/artifacts/list", run_id=run["info"]["run_id"]).get("files", [])

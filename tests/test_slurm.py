@@ -13,15 +13,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import RUN_PY, ROOT, cli_env, error_lines, kill_if_running, mlflow_client, run_cli
+from conftest import ROOT, RUN_PY, cli_env, error_lines, kill_if_running, mlflow_client, run_cli
 
 FAKE_SLURM = Path(__file__).resolve().parent / "fake_slurm"
 # small and quick: 300 images, 1 epoch; the jobs' cost is mostly Python, TensorFlow and MLflow starting
@@ -33,9 +33,9 @@ class FakeJob:
     """One sbatch submission as the fake recorded it (tests/fake_slurm/fake_slurm_lib.sh)."""
 
     id: int
-    options: dict[str, str]           # the sbatch options that won (#SBATCH lines, command line)
-    tasks: list[str]                  # array indices, or ["-"] for a job that is not an array
-    states: dict[str, str]            # index -> PENDING, RUNNING, COMPLETED, FAILED, CANCELLED
+    options: dict[str, str]  # the sbatch options that won (#SBATCH lines, command line)
+    tasks: list[str]  # array indices, or ["-"] for a job that is not an array
+    states: dict[str, str]  # index -> PENDING, RUNNING, COMPLETED, FAILED, CANCELLED
     spans: dict[str, tuple[float, float]]  # index -> (start, end), for the tasks that ran
 
     @property
@@ -55,8 +55,11 @@ def fake_jobs(state: Path) -> list[FakeJob]:
     for folder in sorted((state / "jobs").iterdir(), key=lambda p: int(p.name)):
         options = dict(line.split("=", 1) for line in (folder / "options").read_text().splitlines())
         tasks = (folder / "tasks").read_text().split()
-        spans = {t: (float((folder / f"task-{t}.start").read_text()), float((folder / f"task-{t}.end").read_text()))
-                 for t in tasks if (folder / f"task-{t}.end").is_file()}
+        spans = {
+            t: (float((folder / f"task-{t}.start").read_text()), float((folder / f"task-{t}.end").read_text()))
+            for t in tasks
+            if (folder / f"task-{t}.end").is_file()
+        }
         states = {t: (folder / f"task-{t}.state").read_text().strip() for t in tasks}
         jobs.append(FakeJob(int(folder.name), options, tasks, states, spans))
     return jobs
@@ -76,8 +79,11 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
 def slurm(tmp_path: Path) -> Iterator[dict[str, str]]:
     """The environment a test's ``python run.py`` gets for "SLURM": the fakes first on PATH, their
     record in tmp. Whatever a failed test left pending or running is cancelled (by process group)."""
-    env = {"PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_DIR": str(tmp_path / "slurm"),
-           "FAKE_SLURM_KILL_WAIT": "1"}
+    env = {
+        "PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_SLURM_DIR": str(tmp_path / "slurm"),
+        "FAKE_SLURM_KILL_WAIT": "1",
+    }
     yield env
     for job in fake_jobs(tmp_path / "slurm"):
         if {"PENDING", "RUNNING"} & set(job.states.values()):
@@ -105,10 +111,18 @@ def test_a_sweep_is_one_job_array_and_a_job_failing_on_its_node_is_reported(tmp_
     node" only (the sweep's shared config is valid): its run is FAILED with the reason, as without
     SLURM, and the two others train. (One array serves both checks: each job costs ~15 s here.)"""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_cli("-m", "hydra/launcher=slurm", "model=mlp12", *QUICK, "optimizer.lr=-1,0.01,0.02",
-                   "hydra.launcher.array_parallelism=2", "hydra.launcher.partition=debug",
-                   "hydra.launcher.timeout_min=10", store=store,
-                   env={**slurm, "FAKE_SLURM_PARTITIONS": "debug,gpu"})  # a cluster with these two
+    proc = run_cli(
+        "-m",
+        "hydra/launcher=slurm",
+        "model=mlp12",
+        *QUICK,
+        "optimizer.lr=-1,0.01,0.02",
+        "hydra.launcher.array_parallelism=2",
+        "hydra.launcher.partition=debug",
+        "hydra.launcher.timeout_min=10",
+        store=store,
+        env={**slurm, "FAKE_SLURM_PARTITIONS": "debug,gpu"},
+    )  # a cluster with these two
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = error_lines(proc)[-1]
     assert last.startswith("error: sweep ") and "1 of 3 jobs did not finish (job 0 FAILED" in last
@@ -169,17 +183,38 @@ def test_a_job_slurm_kills_is_a_failed_job_and_ctrl_c_cancels_the_jobs_left(tmp_
     waiting for job 1 (the plugin alone raised at once). Then Ctrl-C on the sweep process alone (on
     a cluster the jobs are not in the terminal's process group): job 1 is cancelled on "SLURM"."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.Popen([sys.executable, str(RUN_PY), "-m", "hydra/launcher=slurm", "model=mlp12", "seed=1,2",
-                             "data.limit=2000", "trainer.epochs=500", "trainer.verbose=0", "tracking.log_model=false"],
-                            cwd=ROOT, env=cli_env(store, slurm), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(RUN_PY),
+            "-m",
+            "hydra/launcher=slurm",
+            "model=mlp12",
+            "seed=1,2",
+            "data.limit=2000",
+            "trainer.epochs=500",
+            "trainer.verbose=0",
+            "tracking.log_model=false",
+        ],
+        cwd=ROOT,
+        env=cli_env(store, slurm),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
+
         def runs() -> dict[str, object]:  # sweep.job -> run, once the sweep has created the store
             if not list((tmp_path / "outputs" / "multiruns").rglob("sweep.json")):
                 return {}
             client = mlflow_client(store)
-            return {r.data.tags["sweep.job"]: r for r in client.search_runs(
-                [client.get_experiment_by_name("mnistlab").experiment_id], "tags.`sweep.job` != ''")}
+            return {
+                r.data.tags["sweep.job"]: r
+                for r in client.search_runs(
+                    [client.get_experiment_by_name("mnistlab").experiment_id], "tags.`sweep.job` != ''"
+                )
+            }
 
         def training(job: str) -> bool:
             run = runs().get(job)
@@ -187,8 +222,9 @@ def test_a_job_slurm_kills_is_a_failed_job_and_ctrl_c_cancels_the_jobs_left(tmp_
 
         _wait_for("both jobs trained an epoch", lambda: training("0") and training("1"), proc)
         [job] = fake_jobs(tmp_path / "slurm")
-        subprocess.run([str(FAKE_SLURM / "scancel"), "--signal=KILL", job.task_id("0")],
-                       env={**os.environ, **slurm}, check=True)
+        subprocess.run(
+            [str(FAKE_SLURM / "scancel"), "--signal=KILL", job.task_id("0")], env={**os.environ, **slurm}, check=True
+        )
         _wait_for("job 0's run FAILED", lambda: runs()["0"].info.status == "FAILED", proc)
         time.sleep(2)
         assert proc.poll() is None  # still collecting job 1
@@ -212,8 +248,16 @@ def test_a_job_slurm_kills_is_a_failed_job_and_ctrl_c_cancels_the_jobs_left(tmp_
 
 def test_a_job_sbatch_refuses_stops_the_sweep_in_one_line_and_leaves_no_run(tmp_path, slurm):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_cli("-m", "hydra/launcher=slurm", "model=mlp12", *QUICK, "seed=1,2", "hydra.launcher.partition=gpus",
-                   store=store, env={**slurm, "FAKE_SLURM_PARTITIONS": "debug,gpu"})
+    proc = run_cli(
+        "-m",
+        "hydra/launcher=slurm",
+        "model=mlp12",
+        *QUICK,
+        "seed=1,2",
+        "hydra.launcher.partition=gpus",
+        store=store,
+        env={**slurm, "FAKE_SLURM_PARTITIONS": "debug,gpu"},
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = error_lines(proc)[-1]
     assert last.startswith("error: ") and "invalid partition specified: gpus" in last
@@ -229,19 +273,36 @@ def test_a_hyperparameter_search_launches_its_trials_as_slurm_jobs(tmp_path, mni
     is lost, not failed by its parameters, so they run once more, and the search still reaches 2."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     sweep_dir = tmp_path / "outputs" / "hparams_search" / "tiny_cnn_optuna"
-    proc = subprocess.Popen([sys.executable, str(RUN_PY), "-m", "hparams_search=tiny_cnn_optuna",
-                             "hydra/launcher=slurm", "hydra.sweeper.n_trials=2", *QUICK],
-                            cwd=ROOT, env=cli_env(store, slurm), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(RUN_PY),
+            "-m",
+            "hparams_search=tiny_cnn_optuna",
+            "hydra/launcher=slurm",
+            "hydra.sweeper.n_trials=2",
+            *QUICK,
+        ],
+        cwd=ROOT,
+        env=cli_env(store, slurm),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
+
         def started(task: str) -> bool:  # submitit's first line: the job step runs on its "node"
             log = next(iter(sweep_dir.glob(f".submitit/*_{task}/*_{task}_0_log.out")), None)
             return log is not None and "Starting with JobEnvironment" in log.read_text()
 
         _wait_for("trial 0's job started", lambda: started("0"), proc)
-        subprocess.run([str(FAKE_SLURM / "scancel"), "--signal=KILL", fake_jobs(tmp_path / "slurm")[0].task_id("0")],
-                       env={**os.environ, **slurm}, check=True)
-        stdout, stderr = proc.communicate(timeout=300)
+        subprocess.run(
+            [str(FAKE_SLURM / "scancel"), "--signal=KILL", fake_jobs(tmp_path / "slurm")[0].task_id("0")],
+            env={**os.environ, **slurm},
+            check=True,
+        )
+        _stdout, stderr = proc.communicate(timeout=300)
     finally:
         kill_if_running(proc)
     assert proc.returncode == 0, stderr[-3000:]

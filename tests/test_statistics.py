@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mnistlab import statistics
-from mnistlab.comparison import Group, RunRow, build_groups
+from mnistlab.reports import statistics
+from mnistlab.reports.comparison import Group, RunRow, build_groups
 
 
 def wilson_by_formula(correct: int, total: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -105,19 +105,32 @@ def test_seed_comparisons_paired_and_not():
 
 
 def row(run_id: str, name: str, accuracy: float, group: str, seed: int = 1, status: str = "FINISHED") -> RunRow:
-    return RunRow(run_id=run_id, name=name, status=status, num_params=100, test_accuracy=accuracy, test_loss=0.1,
-                  train_time_s=1.0, group_id=group, seed=seed, test_images=10000)
+    return RunRow(
+        run_id=run_id,
+        name=name,
+        status=status,
+        num_params=100,
+        test_accuracy=accuracy,
+        test_loss=0.1,
+        train_time_s=1.0,
+        group_id=group,
+        seed=seed,
+        test_images=10000,
+    )
 
 
 def test_groups_rank_by_mean_test_the_best_and_name_by_what_differs():
-    rows = [row("a1", "model=cnn,seed=1", 0.990, "g-cnn", 1), row("a2", "model=cnn,seed=2", 0.992, "g-cnn", 2),
-            row("a3", "model=cnn,seed=3", 0.991, "g-cnn", 3),
-            row("b1", "model=dense,seed=1", 0.980, "g-dense", 1), row("b2", "model=dense,seed=2", 0.982, "g-dense", 2),
-            row("c1", "model=tiny,seed=1", 0.975, "g-tiny", 1),
-            row("d1", "model=broken,seed=1", None, "g-broken", 1, status="FAILED")]
+    rows = [
+        row("a1", "model=cnn,seed=1", 0.990, "g-cnn", 1),
+        row("a2", "model=cnn,seed=2", 0.992, "g-cnn", 2),
+        row("a3", "model=cnn,seed=3", 0.991, "g-cnn", 3),
+        row("b1", "model=dense,seed=1", 0.980, "g-dense", 1),
+        row("b2", "model=dense,seed=2", 0.982, "g-dense", 2),
+        row("c1", "model=tiny,seed=1", 0.975, "g-tiny", 1),
+        row("d1", "model=broken,seed=1", None, "g-broken", 1, status="FAILED"),
+    ]
     groups = build_groups(rows)
-    assert [(g.name, g.n, g.rank) for g in groups] == [("model=cnn", 3, 1), ("model=dense", 2, 2),
-                                                        ("model=tiny", 1, 3)]
+    assert [(g.name, g.n, g.rank) for g in groups] == [("model=cnn", 3, 1), ("model=dense", 2, 2), ("model=tiny", 1, 3)]
     cnn, dense, tiny = groups
     assert cnn.mean == pytest.approx(0.991) and cnn.sd == pytest.approx(0.001)
     assert cnn.ci == pytest.approx(statistics.mean_interval([0.990, 0.992, 0.991]))

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (RUN_PY, ROOT, SWEEP_EPOCHS, cli_env, error_lines, kill_if_running, mlflow_client,
-                      run_cli)
+from conftest import ROOT, RUN_PY, SWEEP_EPOCHS, cli_env, error_lines, kill_if_running, mlflow_client, run_cli
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
 MNISTLAB = Path(sys.executable).parent / "mnistlab"  # the console script, installed beside python
@@ -54,13 +53,17 @@ def test_sweep_is_one_parent_run_with_a_child_per_job(small_sweep):
     assert parent.data.tags["sweep.keys"] == "model"
     assert parent.data.params["model"] == "mlp12,dense512" and parent.data.params["data.limit"] == "500"
 
-    assert [c.info.run_name for c in children] == [f"data.limit=500,model={m},trainer.epochs={SWEEP_EPOCHS}"
-                                                   for m in ("mlp12", "dense512")]
+    assert [c.info.run_name for c in children] == [
+        f"data.limit=500,model={m},trainer.epochs={SWEEP_EPOCHS}" for m in ("mlp12", "dense512")
+    ]
     client = mlflow_client(small_sweep.store)
     for job, child in enumerate(children):
         tags = child.data.tags
-        assert (tags["mlflow.parentRunId"], tags["sweep_id"], tags["sweep.job"]) == (parent.info.run_id, sweep_id,
-                                                                                      str(job))
+        assert (tags["mlflow.parentRunId"], tags["sweep_id"], tags["sweep.job"]) == (
+            parent.info.run_id,
+            sweep_id,
+            str(job),
+        )
         assert child.info.status == "FINISHED"
         assert Path(tags["hydra.output_dir"]) == Path(parent.data.tags["sweep.dir"]) / str(job)
         for curve in CURVES:
@@ -103,8 +106,16 @@ def test_sweep_summary_on_the_parent_matches_the_children(small_sweep):
 def test_failed_jobs_do_not_stop_the_sweep_and_are_summarised(store):
     """Job 1 diverges (NaN loss), job 2 has an invalid learning rate: both FAILED with their reason,
     job 0 FINISHED, the summary lists all three, and the sweep exits non-zero."""
-    proc = run_cli("-m", "model=mlp12", "optimizer=sgd", "optimizer.lr=0.01,1e12,-1", "data.limit=500",
-                   "trainer.epochs=2", "tracking.log_model=false", store=store)
+    proc = run_cli(
+        "-m",
+        "model=mlp12",
+        "optimizer=sgd",
+        "optimizer.lr=0.01,1e12,-1",
+        "data.limit=500",
+        "trainer.epochs=2",
+        "tracking.log_model=false",
+        store=store,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     lines = error_lines(proc)
     assert any(line.startswith("error: job 1 (") and "training diverged: loss is nan" in line for line in lines)
@@ -132,8 +143,17 @@ def test_parallel_sweep_of_the_preset_into_a_fresh_store(tmp_path):
     """experiment=compare_models (9 jobs) on 4 joblib workers into an mlflow.db that does not exist
     yet: every child FINISHED with every metric point, threads shared out between the jobs."""
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_cli("-m", "experiment=compare_models", "data.limit=300", "trainer.epochs=2", "tracking.log_model=false",
-                   "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", store=store, timeout=900)
+    proc = run_cli(
+        "-m",
+        "experiment=compare_models",
+        "data.limit=300",
+        "trainer.epochs=2",
+        "tracking.log_model=false",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        store=store,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     parent, children = sweep_runs(store)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "JoblibLauncher"
@@ -142,7 +162,7 @@ def test_parallel_sweep_of_the_preset_into_a_fresh_store(tmp_path):
     combos = {(c.data.params["model.name"], c.data.params["optimizer.name"]) for c in children}
     assert combos == {(m, o) for m in ("dense", "cnn", "tiny_cnn") for o in ("adam", "sgd", "rmsprop")}
 
-    from mnistlab.training import resolve_threads
+    from mnistlab.train.runtime import resolve_threads
 
     client = mlflow_client(store)
     for child in children:
@@ -160,11 +180,15 @@ def test_parallel_sweep_of_the_preset_into_a_fresh_store(tmp_path):
 def test_processes_opening_a_fresh_store_at_once_all_get_it(tmp_path):
     """Four processes create the same new mlflow.db at the same moment (parallel sweeps, jobs of a
     sweep whose store was removed): without a lock, MLflow's table creation breaks most of them."""
-    opener = "import sys; from mnistlab import tracking; print(tracking.open_experiment(sys.argv[1], 'mnistlab'))"
+    opener = "import sys; from mnistlab.tracking import store; print(store.open_experiment(sys.argv[1], 'mnistlab'))"
     for attempt in range(2):
         store = f"sqlite:///{tmp_path / str(attempt) / 'mlflow.db'}"
-        procs = [subprocess.Popen([sys.executable, "-c", opener, store], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", opener, store], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
         results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
         assert [(code, out.strip()) for code, out, _ in results] == [(0, "1")] * 4, [err[-500:] for *_, err in results]
 
@@ -173,7 +197,7 @@ def test_a_config_error_shared_by_every_job_stops_the_sweep_before_it_starts(sto
     proc = run_cli("-m", "model=mlp12,dense512", "trainer.epochs=0", store=store)
     assert proc.returncode == 2
     assert error_lines(proc) == ["error: trainer.epochs=0: must be >= 1"]
-    assert not Path(store[len("sqlite:///"):]).exists()  # nothing was opened, nothing recorded
+    assert not Path(store[len("sqlite:///") :]).exists()  # nothing was opened, nothing recorded
 
 
 def test_a_sweep_hydra_refuses_leaves_no_parent_run(store):
@@ -185,21 +209,37 @@ def test_a_sweep_hydra_refuses_leaves_no_parent_run(store):
     assert client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id]) == []
 
 
-@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
-                         ids=["basic", "joblib"])
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
 def test_ctrl_c_ends_the_sweep_parent_and_running_children_killed(store, launcher):
     """Ctrl-C in a terminal reaches the whole process group: the sweep process and its workers."""
-    proc = subprocess.Popen([sys.executable, str(RUN_PY), "-m", "model=dense512", "seed=1,2,3", "data.limit=2000",
-                             "trainer.epochs=200", "tracking.log_model=false", *launcher],
-                            cwd=ROOT, env=cli_env(store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(RUN_PY),
+            "-m",
+            "model=dense512",
+            "seed=1,2,3",
+            "data.limit=2000",
+            "trainer.epochs=200",
+            "tracking.log_model=false",
+            *launcher,
+        ],
+        cwd=ROOT,
+        env=cli_env(store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         multiruns = Path(cli_env(store)["MNISTLAB_ROOT"]) / "outputs" / "multiruns"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until a job has logged an epoch
             time.sleep(1)
             if not list(multiruns.glob("*/sweep.json")):  # the sweep has not created the store yet; a client
-                continue                                     # would race it creating the tables
+                continue  # would race it creating the tables
             client = mlflow_client(store)
             experiment_id = client.get_experiment_by_name("mnistlab").experiment_id
             if client.search_runs([experiment_id], "metrics.val_accuracy > 0"):
@@ -222,8 +262,13 @@ def test_compare_command_ranks_what_the_store_holds(small_sweep, tmp_path):
     parent, children = sweep_runs(small_sweep.store)
     expected = ranked(children)
     out = tmp_path / "plots"
-    proc = subprocess.run([str(MNISTLAB), "compare", "--uri", small_sweep.store, "--sweep", "last", "--out", str(out)],
-                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    proc = subprocess.run(
+        [str(MNISTLAB), "compare", "--uri", small_sweep.store, "--sweep", "last", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines() if any(c.info.run_id in line for c in children)]
     assert [row[-1] for row in rows] == [c.info.run_id for c in expected]  # ranked as the store says
@@ -236,33 +281,64 @@ def test_compare_command_ranks_what_the_store_holds(small_sweep, tmp_path):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     assert [r["run_id"] for r in csv.DictReader((out / "runs.csv").open())] == [c.info.run_id for c in expected]
 
-    # python -m mnistlab.compare, filtered by a params filter: one run; the parent never shows up
-    proc = subprocess.run([sys.executable, "-m", "mnistlab.compare", "--uri", small_sweep.store, "--filter",
-                           "params.`model.name` = 'mlp12'", "--out", str(tmp_path / "one")],
-                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    # python -m mnistlab compare, filtered by a params filter: one run; the parent never shows up
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnistlab",
+            "compare",
+            "--uri",
+            small_sweep.store,
+            "--filter",
+            "params.`model.name` = 'mlp12'",
+            "--out",
+            str(tmp_path / "one"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("1 runs in experiment 'mnistlab'")
     assert children[0].info.run_id in proc.stdout and parent.info.run_id not in proc.stdout
 
 
-@pytest.mark.parametrize("args,phrase", [
-    (["--filter", "params.`model.name` = 'resnet'"], "no runs in experiment 'mnistlab' match"),
-    (["--sweep", "20000101-000000-0000"], "no runs in experiment 'mnistlab' match \"tags.sweep_id"),
-    (["--experiment", "nope"], "--experiment 'nope': no such experiment"),
-    (["--filter", "params.x = y"], "--filter 'params.x = y': "),
-])
+@pytest.mark.parametrize(
+    "args,phrase",
+    [
+        (["--filter", "params.`model.name` = 'resnet'"], "no runs in experiment 'mnistlab' match"),
+        (["--sweep", "20000101-000000-0000"], "no runs in experiment 'mnistlab' match \"tags.sweep_id"),
+        (["--experiment", "nope"], "--experiment 'nope': no such experiment"),
+        (["--filter", "params.x = y"], "--filter 'params.x = y': "),
+    ],
+)
 def test_compare_says_clearly_when_nothing_matches(small_sweep, tmp_path, args, phrase):
-    proc = subprocess.run([str(MNISTLAB), "compare", "--uri", small_sweep.store, "--out", str(tmp_path), *args],
-                          capture_output=True, text=True, env=cli_env(), timeout=120)
+    proc = subprocess.run(
+        [str(MNISTLAB), "compare", "--uri", small_sweep.store, "--out", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
     assert proc.returncode in (1, 2) and proc.stdout == ""
     assert len(error_lines(proc)) == 1 and error_lines(proc)[0].startswith("error: ") and phrase in proc.stderr
     assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_compare_without_a_store_does_not_create_one(tmp_path):
-    proc = subprocess.run([str(MNISTLAB), "compare"], capture_output=True, text=True, cwd=tmp_path,
-                          env=cli_env(env={"MNISTLAB_ROOT": str(tmp_path)}), timeout=120)
+    proc = subprocess.run(
+        [str(MNISTLAB), "compare"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=cli_env(env={"MNISTLAB_ROOT": str(tmp_path)}),
+        timeout=120,
+    )
     assert proc.returncode == 1
-    assert error_lines(proc) == [f"error: no MLflow store at {tmp_path / 'mlflow.db'}: run `python run.py` first, "
-                                 "or pass --uri (or set MLFLOW_TRACKING_URI)"]
+    assert error_lines(proc) == [
+        f"error: no MLflow store at {tmp_path / 'mlflow.db'}: run `python run.py` first, "
+        "or pass --uri (or set MLFLOW_TRACKING_URI)"
+    ]
     assert not (tmp_path / "mlflow.db").exists()

@@ -17,16 +17,22 @@ def small_data(mnist_dir):
 
 
 def _train(data, steps_per_execution: int, seed: int = 3):
-    from mnistlab import models, training
+    from mnistlab.build.model import build_model, compile_model
+    from mnistlab.train.fit import train
+    from mnistlab.train.runtime import seed_everything
 
     layers = yaml.safe_load((CONF_DIR / "model" / "tiny_cnn.yaml").read_text())["layers"]
-    training.seed_everything(seed)
-    model = models.build_model("tiny_cnn", layers, data.input_shape, 10)
+    seed_everything(seed)
+    model = build_model("tiny_cnn", layers, data.input_shape, 10)
     trainer = {"steps_per_execution": steps_per_execution, "jit_compile": False}
-    training.compile_model(model, {"name": "adam", "lr": 0.01}, {"name": "crossentropy"}, trainer)
+    compile_model(model, {"name": "adam", "lr": 0.01}, {"name": "crossentropy"}, trainer)
     epochs = []
-    result = training.fit(model, data, epochs=2, batch_size=32, verbose=0,
-                          on_epoch_end=lambda epoch, metrics: epochs.append((epoch, sorted(metrics))))
+    result = train(
+        model,
+        data,
+        {"epochs": 2, "batch_size": 32, "verbose": 0},
+        lambda epoch, metrics: epochs.append((epoch, sorted(metrics))),
+    )
     return model.get_weights(), result, epochs
 
 
@@ -42,7 +48,8 @@ def test_steps_per_execution_changes_speed_not_results(small_data, steps_per_exe
         np.testing.assert_array_equal(a, b)
     timed = ("epoch_time_s",)
     assert {k: v for k, v in many_result.history.items() if k not in timed} == {
-        k: v for k, v in one_result.history.items() if k not in timed}
+        k: v for k, v in one_result.history.items() if k not in timed
+    }
 
 
 def test_each_epoch_is_reported_with_time_and_learning_rate(small_data):
@@ -53,22 +60,28 @@ def test_each_epoch_is_reported_with_time_and_learning_rate(small_data):
     assert result.train_time_s >= sum(result.history["epoch_time_s"]) > 0
 
 
-@pytest.mark.parametrize("loss", [{"name": "crossentropy"}, {"name": "mse"},
-                                  {"name": "crossentropy", "label_smoothing": 0.1}], ids=["ce", "mse", "ce_smoothed"])
+@pytest.mark.parametrize(
+    "loss",
+    [{"name": "crossentropy"}, {"name": "mse"}, {"name": "crossentropy", "label_smoothing": 0.1}],
+    ids=["ce", "mse", "ce_smoothed"],
+)
 def test_one_pass_evaluation_matches_keras_evaluate(mnist_dir, loss):
-    """training.evaluate computes the test scores from predict(); Keras's evaluate() must agree."""
-    from mnistlab import models, training
-    from mnistlab.config import loss_spec
+    """train.evaluate computes the test scores from predict(); Keras's evaluate() must agree."""
+    from mnistlab.build.losses import label_encoding
+    from mnistlab.build.model import build_model, compile_model
     from mnistlab.data import load_mnist, prepare
+    from mnistlab.train.evaluate import evaluate
+    from mnistlab.train.fit import train
+    from mnistlab.train.runtime import seed_everything
 
-    data = prepare(load_mnist(mnist_dir), val_split=0.1, limit=600, encoding=loss_spec(loss)[2])
+    data = prepare(load_mnist(mnist_dir), val_split=0.1, limit=600, encoding=label_encoding(loss))
     layers = yaml.safe_load((CONF_DIR / "model" / "cnn32.yaml").read_text())["layers"]
     layers[3]["kernel_regularizer"] = "l2"  # a regularisation term belongs in the loss too
-    training.seed_everything(5)
-    model = models.build_model("cnn32", layers, data.input_shape, 10)
-    training.compile_model(model, {"name": "sgd", "lr": 0.05}, loss, {"steps_per_execution": 1, "jit_compile": False})
-    training.fit(model, data, epochs=1, batch_size=64, verbose=0, on_epoch_end=lambda *_: None)
-    scores, probabilities = training.evaluate(model, data, loss)
+    seed_everything(5)
+    model = build_model("cnn32", layers, data.input_shape, 10)
+    compile_model(model, {"name": "sgd", "lr": 0.05}, loss, {"steps_per_execution": 1, "jit_compile": False})
+    train(model, data, {"epochs": 1, "batch_size": 64, "verbose": 0}, lambda *_: None)
+    scores, probabilities = evaluate(model, data, loss)
     keras_loss, keras_accuracy = model.evaluate(data.x_test, data.y_test, verbose=0)
     assert scores["test_accuracy"] == pytest.approx(keras_accuracy, abs=1e-6)
     assert scores["test_loss"] == pytest.approx(keras_loss, rel=1e-4)
@@ -81,13 +94,12 @@ def test_interrupts_wait_for_a_store_write_to_end():
     import os
     import signal
 
-    from mnistlab.interrupts import deferred
+    from mnistlab.core.interrupts import deferred
 
     done = []
-    with pytest.raises(KeyboardInterrupt):
-        with deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            done.append("the write went on")
+    with pytest.raises(KeyboardInterrupt), deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        done.append("the write went on")
     assert done == ["the write went on"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
@@ -107,13 +119,12 @@ def _swallowing_the_interrupt() -> None:
 def test_an_error_raised_after_ctrl_c_is_the_interrupt(signal_sent):
     """CI saw a sweep job end FAILED with TensorFlow's TypeError instead of KILLED: Ctrl-C had come
     out of fit() as another error. Within interrupts.raised, an error after a signal is the interrupt."""
-    from mnistlab.interrupts import raised
+    from mnistlab.core.interrupts import raised
 
-    with pytest.raises(KeyboardInterrupt if signal_sent else TypeError) as caught:
-        with raised():
-            if signal_sent:
-                _swallowing_the_interrupt()
-            raise TypeError("a real bug")
+    with pytest.raises(KeyboardInterrupt if signal_sent else TypeError) as caught, raised():
+        if signal_sent:
+            _swallowing_the_interrupt()
+        raise TypeError("a real bug")
     if signal_sent:
         assert isinstance(caught.value.__cause__, TypeError)
     with pytest.raises(TypeError):  # the signal is forgotten when the block ends
@@ -127,15 +138,14 @@ def test_a_signal_whose_interrupt_was_swallowed_stops_at_the_next_check():
     import os
     import signal
 
-    from mnistlab.errors import Terminated
-    from mnistlab.interrupts import check, raised
+    from mnistlab.core.errors import Terminated
+    from mnistlab.core.interrupts import check, raised
 
     check()  # nothing received: nothing raised
-    with pytest.raises(Terminated):
-        with raised():
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-            except Terminated:
-                pass  # what the code that swallowed it did
-            check()
+    with pytest.raises(Terminated), raised():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except Terminated:
+            pass  # what the code that swallowed it did
+        check()
     check()  # forgotten once the block ends

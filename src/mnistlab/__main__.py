@@ -2,6 +2,6 @@
 
 import sys
 
-from mnistlab.cli import main
+from mnistlab.app.commands import main
 
 sys.exit(main())

@@ -43,6 +43,7 @@ def rewrite_idx(path: Path, change: Callable[[bytearray], bytes]) -> None:
 # the folder itself is what's wrong. Each one also checks that its damage is the one it claims to make,
 # so a case can't pass because of some other fault.
 
+
 def missing_directory(real: Path, tmp: Path) -> tuple[Path, Path]:
     return tmp / "nowhere", tmp / "nowhere"
 
@@ -65,7 +66,7 @@ def corrupted_gzip(real: Path, tmp: Path) -> tuple[Path, Path]:
     path = folder / TEST_IMAGES
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 16] = bytes(b ^ 0xFF for b in data[middle:middle + 16])  # inside the deflate stream
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])  # inside the deflate stream
     path.write_bytes(bytes(data))
     assert path.stat().st_size == (real / TEST_IMAGES).stat().st_size  # same length, only the bytes differ
     return folder, path
@@ -146,10 +147,15 @@ CASES = [
     pytest.param(wrong_magic, (), "not an IDX file of unsigned bytes (starts with 00000901", id="wrong-magic"),
     pytest.param(wrong_dimensions, (), "IDX header says 2 dimensions, expected 3", id="wrong-dimensions"),
     pytest.param(wrong_count_in_header, (), "IDX header promises shape (10001,)", id="wrong-count-in-header"),
-    pytest.param(label_out_of_range, NO_VERIFY, "test labels go up to 10, expected digits 0-9",
-                 id="label-out-of-range"),
-    pytest.param(fewer_labels_than_images, NO_VERIFY, "10000 test images but 9999 test labels",
-                 id="images-and-labels-of-different-counts"),
+    pytest.param(
+        label_out_of_range, NO_VERIFY, "test labels go up to 10, expected digits 0-9", id="label-out-of-range"
+    ),
+    pytest.param(
+        fewer_labels_than_images,
+        NO_VERIFY,
+        "10000 test images but 9999 test labels",
+        id="images-and-labels-of-different-counts",
+    ),
 ]
 
 
@@ -165,7 +171,8 @@ def assert_nothing_in_mlflow(store: str, root: Path) -> None:
 
 @pytest.mark.parametrize("damage,extra,problem", CASES)
 def test_bad_data_is_refused_in_one_line_naming_the_file_and_records_nothing(
-        tmp_path, mnist_dir, store, damage, extra, problem):
+    tmp_path, mnist_dir, store, damage, extra, problem
+):
     data_dir, damaged = damage(mnist_dir, tmp_path)
     proc = run_cli(f"data.dir={data_dir}", *extra, *CHEAP, store=store, timeout=180)
 
@@ -174,7 +181,7 @@ def test_bad_data_is_refused_in_one_line_naming_the_file_and_records_nothing(
     lines = error_lines(proc)
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
     message = lines[0]
-    if damaged == data_dir or damaged.parent == data_dir and not damaged.exists():
+    if damaged == data_dir or (damaged.parent == data_dir and not damaged.exists()):
         # a missing folder or file: the path to the folder, and the file's name when a file is missing
         assert str(data_dir) in message and damaged.name.removesuffix(".gz") in message, message
     elif "images but" in problem:

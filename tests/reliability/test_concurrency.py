@@ -33,15 +33,14 @@ from pathlib import Path
 from conftest import ROOT, RUN_PY, cli_env, mlflow_client
 from servers import log_tail, mlflow_server, stop_process_group
 
-WORKERS = 4          # processes writing at the same time
+WORKERS = 4  # processes writing at the same time
 JOBS_PER_WORKER = 4  # 16 training runs in all
 RUNS = WORKERS * JOBS_PER_WORKER
 EPOCHS = 3
 # One point per epoch, at step = epoch (tracking.log_epoch): Keras's logs plus _EpochReporter's two.
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s")
 # One point each, logged once after training (runner.run).
-FINALS = ("num_params", "test_loss", "test_accuracy", "train_time_s", "epochs_run", "time_per_epoch_s",
-          "wall_time_s")
+FINALS = ("num_params", "test_loss", "test_accuracy", "train_time_s", "epochs_run", "time_per_epoch_s", "wall_time_s")
 POINTS_PER_RUN = len(CURVES) * EPOCHS + len(FINALS)
 # What a sweep's parent gets when it ends (sweep.SweepTracker / comparison.Report.log_to).
 PARENT_METRICS = ("best_test_accuracy", "best_test_loss", "runs_finished", "runs_failed")
@@ -56,8 +55,15 @@ def start(args: list[str], env: dict[str, str], logs: Path, name: str) -> tuple[
     read one after another could fill up and block a writer)."""
     out, err = logs / f"{name}.out", logs / f"{name}.err"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        proc = subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                stdout=stdout, stderr=stderr, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(RUN_PY), *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
     return proc, out, err
 
 
@@ -87,8 +93,11 @@ def failed_requests(server_log: Path) -> tuple[int, list[str]]:
     miss: the first look-up of the experiment, before the sweep creates it. A request the server
     failed (a locked database is a 500) and the client retried would otherwise go unnoticed."""
     requests = re.findall(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})', server_log.read_text(errors="replace"))
-    failed = [f"{method} {path} -> {code}" for method, path, code in requests
-              if not code.startswith("2") and not (code == "404" and "/experiments/get-by-name" in path)]
+    failed = [
+        f"{method} {path} -> {code}"
+        for method, path, code in requests
+        if not code.startswith("2") and not (code == "404" and "/experiments/get-by-name" in path)
+    ]
     return len(requests), failed
 
 
@@ -100,11 +109,15 @@ def check_runs(uri: str, parents: int) -> tuple[list, list, int]:
     assert experiment is not None, f"no experiment 'mnistlab' in {uri}"
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     sweeps = [r for r in runs if r.data.tags.get("mnistlab.role") == "sweep"]
-    children = sorted((r for r in runs if r.data.tags.get("mnistlab.role") != "sweep"),
-                      key=lambda r: int(r.data.params["seed"]))
+    children = sorted(
+        (r for r in runs if r.data.tags.get("mnistlab.role") != "sweep"), key=lambda r: int(r.data.params["seed"])
+    )
     assert len(sweeps) == parents and len(children) == RUNS, [(r.info.run_name, r.info.status) for r in runs]
-    not_finished = [(r.info.run_name, r.info.run_id, r.info.status, r.data.tags.get("failure_reason"))
-                    for r in runs if r.info.status != "FINISHED"]
+    not_finished = [
+        (r.info.run_name, r.info.run_id, r.info.status, r.data.tags.get("failure_reason"))
+        for r in runs
+        if r.info.status != "FINISHED"
+    ]
     assert not not_finished, not_finished
     assert [r.data.params["seed"] for r in children] == [str(seed) for seed in range(RUNS)]  # each job once
     parent_ids = {p.info.run_id for p in sweeps}
@@ -126,8 +139,10 @@ def check_runs(uri: str, parents: int) -> tuple[list, list, int]:
             if steps != list(range(EPOCHS)):
                 problems.append(f"{name} {key}: steps {steps}, expected 0..{EPOCHS - 1}")
             elif run.data.metrics.get(key) != max(history, key=lambda p: p.step).value:
-                problems.append(f"{name} {key}: latest {run.data.metrics.get(key)} is not the last point's "
-                                f"{max(history, key=lambda p: p.step).value}")
+                problems.append(
+                    f"{name} {key}: latest {run.data.metrics.get(key)} is not the last point's "
+                    f"{max(history, key=lambda p: p.step).value}"
+                )
         for key in FINALS:
             history = client.get_metric_history(run.info.run_id, key)
             counted += len(history)
@@ -149,8 +164,11 @@ def rows_in_database(db: Path, run_ids: list[str]) -> tuple[int, list]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
         marks = ",".join("?" * len(run_ids))
         rows = connection.execute(f"SELECT count(*) FROM metrics WHERE run_uuid IN ({marks})", run_ids).fetchone()[0]
-        doubled = connection.execute(f"SELECT run_uuid, key, step, count(*) FROM metrics WHERE run_uuid IN ({marks}) "
-                                     "GROUP BY run_uuid, key, step HAVING count(*) > 1", run_ids).fetchall()
+        doubled = connection.execute(
+            f"SELECT run_uuid, key, step, count(*) FROM metrics WHERE run_uuid IN ({marks}) "
+            "GROUP BY run_uuid, key, step HAVING count(*) > 1",
+            run_ids,
+        ).fetchall()
     return rows, doubled
 
 
@@ -178,13 +196,23 @@ def test_four_sweep_processes_write_into_one_fresh_sqlite_store(tmp_path, mnist_
     logs.mkdir()
     env = cli_env(store)  # MLFLOW_TRACKING_URI = the fresh file, MNISTLAB_ROOT = tmp_path
     started = time.monotonic()
-    workers = [start(["-m", *TRAIN, "seed=" + ",".join(str(w * JOBS_PER_WORKER + j) for j in range(JOBS_PER_WORKER))],
-                     env, logs, f"worker{w}") for w in range(WORKERS)]
+    workers = [
+        start(
+            ["-m", *TRAIN, "seed=" + ",".join(str(w * JOBS_PER_WORKER + j) for j in range(JOBS_PER_WORKER))],
+            env,
+            logs,
+            f"worker{w}",
+        )
+        for w in range(WORKERS)
+    ]
     codes = wait_all([proc for proc, _, _ in workers], TIMEOUT)
     elapsed = time.monotonic() - started
     outputs = [path for _, out, err in workers for path in (out, err)]
-    assert codes == [0] * WORKERS, "\n\n".join(f"worker {w} exited {code}:\n{log_tail(err)}"
-                                               for w, (code, (_, _, err)) in enumerate(zip(codes, workers)) if code)
+    assert codes == [0] * WORKERS, "\n\n".join(
+        f"worker {w} exited {code}:\n{log_tail(err)}"
+        for w, (code, (_, _, err)) in enumerate(zip(codes, workers))
+        if code
+    )
     job_logs = sorted((tmp_path / "outputs" / "multiruns").glob("*/*/*.log"))
     assert len(job_logs) == RUNS, job_logs  # Hydra's log of each job, where the runner's warnings go
     assert_never_locked(outputs + job_logs)
@@ -209,12 +237,23 @@ def test_sixteen_joblib_jobs_write_through_a_real_mlflow_server(tmp_path, mnist_
     root.mkdir()
     logs = tmp_path / "logs"
     logs.mkdir()
-    with mlflow_server(f"sqlite:///{backend}", tmp_path / "server" / "artifacts",
-                       tmp_path / "server" / "server.log") as server:
+    with mlflow_server(
+        f"sqlite:///{backend}", tmp_path / "server" / "artifacts", tmp_path / "server" / "server.log"
+    ) as server:
         started = time.monotonic()
-        proc, out, err = start(["-m", *TRAIN, f"seed=range(0,{RUNS})", "hydra/launcher=joblib",
-                                f"hydra.launcher.n_jobs={WORKERS}", f"tracking.uri={server.url}"],
-                               cli_env(env={"MNISTLAB_ROOT": str(root)}), logs, "sweep")
+        proc, out, err = start(
+            [
+                "-m",
+                *TRAIN,
+                f"seed=range(0,{RUNS})",
+                "hydra/launcher=joblib",
+                f"hydra.launcher.n_jobs={WORKERS}",
+                f"tracking.uri={server.url}",
+            ],
+            cli_env(env={"MNISTLAB_ROOT": str(root)}),
+            logs,
+            "sweep",
+        )
         [code] = wait_all([proc], TIMEOUT)
         elapsed = time.monotonic() - started
         assert code == 0, f"sweep exited {code}:\n{log_tail(err)}"

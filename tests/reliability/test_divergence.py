@@ -13,8 +13,17 @@ from pathlib import Path
 
 from conftest import error_lines, mlflow_client, only_run, run_cli
 
-DIVERGES = ("model=mlp12", "optimizer=sgd", "optimizer.lr=1e6", "scheduler=cosine", "scheduler.warmup_epochs=5",
-            "trainer.epochs=8", "data.limit=32", "trainer.batch_size=32", "tracking.log_model=false")
+DIVERGES = (
+    "model=mlp12",
+    "optimizer=sgd",
+    "optimizer.lr=1e6",
+    "scheduler=cosine",
+    "scheduler.warmup_epochs=5",
+    "trainer.epochs=8",
+    "data.limit=32",
+    "trainer.batch_size=32",
+    "tracking.log_model=false",
+)
 
 
 def test_nan_loss_fails_the_run_and_keeps_the_last_good_epoch(store):
@@ -38,13 +47,21 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_epoch(store):
     history = mlflow_client(store).get_metric_history(run.info.run_id, "loss")
     assert sorted(m.step for m in history) == list(range(good))
     assert all(math.isfinite(m.value) for m in history) and state["history"]["loss"] == [
-        m.value for m in sorted(history, key=lambda m: m.step)]
+        m.value for m in sorted(history, key=lambda m: m.step)
+    ]
     assert "test_accuracy" not in run.data.metrics
 
 
 def test_divergence_in_the_first_epoch_says_there_is_nothing_to_keep(store):
-    proc = run_cli("model=mlp12", "optimizer=sgd", "optimizer.lr=1e12", "data.limit=256", "trainer.epochs=2",
-                   "tracking.log_model=false", store=store)
+    proc = run_cli(
+        "model=mlp12",
+        "optimizer=sgd",
+        "optimizer.lr=1e12",
+        "data.limit=256",
+        "trainer.epochs=2",
+        "tracking.log_model=false",
+        store=store,
+    )
     lines = error_lines(proc)
     assert proc.returncode == 1 and lines[-1].startswith("error: training diverged"), proc.stderr[-3000:]
     assert "checkpointed" not in lines[-1] and "epoch 1" in lines[-1]

@@ -69,7 +69,9 @@ from hypothesis import strategies as st
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from conftest import CONF_DIR, ROOT, RUN_PY, cli_env
-from mnistlab import cli
+from mnistlab.app import task as cli
+from mnistlab.config.optimizers import OPTIMIZERS
+from mnistlab.config.schedulers import SCHEDULERS
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "240"))
 #: HOSTILE_RANDOM=1: new cases on every run (to look for more bugs); CI always runs the same ones
@@ -93,8 +95,7 @@ TF_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", 
 def _paths(node, prefix: str = "") -> list[str]:
     """Every dotted path in ``node`` (inner nodes and leaves, list items by index), unresolved."""
     paths = []
-    items = (node.items_ex(resolve=False) if isinstance(node, DictConfig)
-             else enumerate(node._iter_ex(resolve=False)))
+    items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node._iter_ex(resolve=False))
     for key, value in items:
         path = f"{prefix}{key}"
         paths.append(path)
@@ -105,8 +106,14 @@ def _paths(node, prefix: str = "") -> list[str]:
 
 def _config_paths() -> tuple[list[str], dict[str, list[str]]]:
     """(the dotted keys of the config under several group choices, each group's options)."""
-    choices = [[], ["model=cnn_bn"], ["optimizer=sgd", "scheduler=cosine"], ["optimizer=rmsprop", "scheduler=step"],
-               ["scheduler=onecycle", "callbacks=early_stopping"], ["scheduler=exponential", "loss=mse"]]
+    choices = [
+        [],
+        ["model=cnn_bn"],
+        ["optimizer=sgd", "scheduler=cosine"],
+        ["optimizer=rmsprop", "scheduler=step"],
+        ["scheduler=onecycle", "callbacks=early_stopping"],
+        ["scheduler=exponential", "loss=mse"],
+    ]
     keys: set[str] = set()
     GlobalHydra.instance().clear()
     try:
@@ -124,10 +131,19 @@ def _config_paths() -> tuple[list[str], dict[str, list[str]]]:
 
 CONFIG_KEYS, GROUPS = _config_paths()
 #: Hydra's own keys that are safe to throw values at: none starts a sweep, runs code or sets variables
-HYDRA_KEYS = ["hydra.job.config.override_dirname.exclude_keys", "hydra.job_logging.root.level", "hydra.verbose",
-              "hydra.hydra_logging.root.level", "hydra.job.chdir", "hydra.job.name", "hydra.run.dir",
-              "hydra.output_subdir", "hydra.job.config.override_dirname.kv_sep",
-              "hydra.job.config.override_dirname.item_sep", "hydra.job.override_dirname"]
+HYDRA_KEYS = [
+    "hydra.job.config.override_dirname.exclude_keys",
+    "hydra.job_logging.root.level",
+    "hydra.verbose",
+    "hydra.hydra_logging.root.level",
+    "hydra.job.chdir",
+    "hydra.job.name",
+    "hydra.run.dir",
+    "hydra.output_subdir",
+    "hydra.job.config.override_dirname.kv_sep",
+    "hydra.job.config.override_dirname.item_sep",
+    "hydra.job.override_dirname",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,7 +157,8 @@ def _quoted(text: str, quote: str = "'") -> str:
 # printable text of any script, without NUL (impossible in argv), "/", "$" and "..": no absolute or
 # parent paths and no environment lookups can be made by chance
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/$"), max_size=12).filter(
-    lambda s: ".." not in s)
+    lambda s: ".." not in s
+)
 HUGE = [2**31 - 1, 2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, -(2**63) - 1, 10**23, 10**400]
 INTS = st.one_of(st.integers(-3, 70), st.sampled_from(HUGE), st.sampled_from(HUGE).map(lambda n: -n))
 FLOATS = st.one_of(st.floats(), st.sampled_from([1e308, -1e308, 5e-324, 1e-7, 0.5, 0.999999, 1.0]))
@@ -149,23 +166,116 @@ NAMED = {
     "bool": ["true", "false", "True", "FALSE", "yes", "on"],
     "null": ["null", "NULL", "None", "~"],
     "empty": ["", "''", '""', " ", "' '"],
-    "grammar": ["choice(1,2)", "range(3)", "range(1,5,2)", "interval(0,1)", "glob(*)", "shuffle([1,2])",
-                "sort([3,1])", "int(2.5)", "float(1)", "str(3)", "bool(0)", "json_str({a:1})", "tag(x,1)",
-                "extend_list(1)", "nope(1)", "choice()", "1,2", "[1,2", "{a:", "a=b", "a b", "\\,", "'", '"',
-                "(", ")", "*", "@", "#", ":", "\\", "=", "[]", "{}", "[[]]", "{a:{b:{c:[]}}}", "\t", "\n",
-                "1_000", "0x10", "0o7", "1e3", "-0", "+1", ".5", "5.", "1e", "--", "-", "nan", "-inf", "+inf"],
-    "interpolation": ["${seed}", "${nope}", "${oc.env:MNISTLAB_NO_SUCH_VAR}", "${oc.env:MNISTLAB_NO_SUCH_VAR,3}",
-                      "'${oc.decode:\"{a: 1}\"}'", "${now:%Y}", "${hydra:job.name}", "${hydra:nope}",
-                      "${oc.create:{a:1}}", "${oc.select:nope,1}", "${trainer.epochs}", "${data}", "${trainer}",
-                      "${model.layers}", "${.}", "${..seed}", "${", "}", "${oc.env:}", "${oc.nope:1}",
-                      "${oc.decode:[1}", "${oc.deprecated:seed}", "${oc.dict.keys:trainer}",
-                      "${oc.dict.values:trainer}", "'${seed}'", "${seed} ${seed}", "\\${seed}",
-                      "${oc.env:MNISTLAB_ROOT}", "${oc.env:MLFLOW_TRACKING_URI}", "${hydra:runtime.output_dir}"],
-    "resume": ["0123456789abcdef0123456789abcdef", "ffffffffffffffffffffffffffffffff", ".", "outputs", "runs",
-               "mlflow.db", "''", "null"],
+    "grammar": [
+        "choice(1,2)",
+        "range(3)",
+        "range(1,5,2)",
+        "interval(0,1)",
+        "glob(*)",
+        "shuffle([1,2])",
+        "sort([3,1])",
+        "int(2.5)",
+        "float(1)",
+        "str(3)",
+        "bool(0)",
+        "json_str({a:1})",
+        "tag(x,1)",
+        "extend_list(1)",
+        "nope(1)",
+        "choice()",
+        "1,2",
+        "[1,2",
+        "{a:",
+        "a=b",
+        "a b",
+        "\\,",
+        "'",
+        '"',
+        "(",
+        ")",
+        "*",
+        "@",
+        "#",
+        ":",
+        "\\",
+        "=",
+        "[]",
+        "{}",
+        "[[]]",
+        "{a:{b:{c:[]}}}",
+        "\t",
+        "\n",
+        "1_000",
+        "0x10",
+        "0o7",
+        "1e3",
+        "-0",
+        "+1",
+        ".5",
+        "5.",
+        "1e",
+        "--",
+        "-",
+        "nan",
+        "-inf",
+        "+inf",
+    ],
+    "interpolation": [
+        "${seed}",
+        "${nope}",
+        "${oc.env:MNISTLAB_NO_SUCH_VAR}",
+        "${oc.env:MNISTLAB_NO_SUCH_VAR,3}",
+        "'${oc.decode:\"{a: 1}\"}'",
+        "${now:%Y}",
+        "${hydra:job.name}",
+        "${hydra:nope}",
+        "${oc.create:{a:1}}",
+        "${oc.select:nope,1}",
+        "${trainer.epochs}",
+        "${data}",
+        "${trainer}",
+        "${model.layers}",
+        "${.}",
+        "${..seed}",
+        "${",
+        "}",
+        "${oc.env:}",
+        "${oc.nope:1}",
+        "${oc.decode:[1}",
+        "${oc.deprecated:seed}",
+        "${oc.dict.keys:trainer}",
+        "${oc.dict.values:trainer}",
+        "'${seed}'",
+        "${seed} ${seed}",
+        "\\${seed}",
+        "${oc.env:MNISTLAB_ROOT}",
+        "${oc.env:MLFLOW_TRACKING_URI}",
+        "${hydra:runtime.output_dir}",
+    ],
+    "resume": [
+        "0123456789abcdef0123456789abcdef",
+        "ffffffffffffffffffffffffffffffff",
+        ".",
+        "outputs",
+        "runs",
+        "mlflow.db",
+        "''",
+        "null",
+    ],
     # no "/": relative paths land in tmp; no "databricks" (see REGRESSIONS)
-    "tracking.uri": ["abc", "a:b", "http:x", "https:x:0", "http:", "file:x", "sqlite:x", "sqlite:", "mlflow.db",
-                     "postgresql:x", "mlflow-artifacts:x"],
+    "tracking.uri": [
+        "abc",
+        "a:b",
+        "http:x",
+        "https:x:0",
+        "http:",
+        "file:x",
+        "sqlite:x",
+        "sqlite:",
+        "mlflow.db",
+        "postgresql:x",
+        "mlflow-artifacts:x",
+    ],
 }
 SCALARS = st.one_of(
     INTS.map(str),
@@ -180,7 +290,8 @@ COLLECTIONS = st.recursive(
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(lambda xs: "[" + ",".join(xs) + "]"),
         st.dictionaries(st.from_regex(r"\A[a-z_][a-z0-9_]{0,5}\Z"), inner, max_size=3).map(
-            lambda d: "{" + ",".join(f"{k}:{v}" for k, v in d.items()) + "}"),
+            lambda d: "{" + ",".join(f"{k}:{v}" for k, v in d.items()) + "}"
+        ),
     ),
     max_leaves=6,
 )
@@ -189,7 +300,8 @@ VALUES = st.one_of(SCALARS, COLLECTIONS, *(st.sampled_from(v) for v in NAMED.val
 RANDOM_KEYS = st.one_of(
     st.from_regex(r"\A[a-z_][a-z0-9_]{0,8}(\.[a-z0-9_]{1,8}){0,3}\Z"),  # new keys, valid names
     st.sampled_from(CONFIG_KEYS).flatmap(  # a new key under an existing one
-        lambda parent: st.from_regex(r"\A[a-z_]{1,6}\Z").map(lambda child: f"{parent}.{child}")),
+        lambda parent: st.from_regex(r"\A[a-z_]{1,6}\Z").map(lambda child: f"{parent}.{child}")
+    ),
     TEXT.filter(lambda s: s and s.lstrip()[:1] not in ("-", "")),  # anything at all (not a flag)
 )
 # mostly keys that exist, whose values are checked (random keys are refused at once); Hydra's keys
@@ -295,8 +407,14 @@ class Harness:
         return Outcome(code, out, err + extra)
 
     def subprocess(self, case: list[str]) -> Outcome:
-        proc = subprocess.run([sys.executable, str(RUN_PY), *self.args(case)], cwd=self.cwd, env=self.env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, str(RUN_PY), *self.args(case)],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         return Outcome(proc.returncode, proc.stdout, proc.stderr)
 
     def runs(self) -> dict[str, str]:
@@ -312,8 +430,13 @@ class Harness:
             text = meta.read_text(errors="replace")
             run_id, status = re.search(r"^run_id: (\S+)", text, re.M), re.search(r"^status: (\d+)", text, re.M)
             if run_id and status:
-                found[run_id.group(1)] = {"1": "RUNNING", "2": "SCHEDULED", "3": "FINISHED",
-                                          "4": "FAILED", "5": "KILLED"}.get(status.group(1), status.group(1))
+                found[run_id.group(1)] = {
+                    "1": "RUNNING",
+                    "2": "SCHEDULED",
+                    "3": "FINISHED",
+                    "4": "FAILED",
+                    "5": "KILLED",
+                }.get(status.group(1), status.group(1))
         return found
 
 
@@ -384,36 +507,61 @@ REGRESSIONS = [
     (["~loss=1.0"], 2, "error: ~loss=1.0: Config group override deletion value must be a string"),
     (["model=[1]"], 2, "error: Hydra cannot use this command line: argument of type 'int' is not iterable."),
     # Hydra's own logging keys: logging's ValueError/TypeError came out as exit 1 with the HYDRA_FULL_ERROR hint
-    (["hydra.job_logging.root.level=nope"], 2,
-     "error: Hydra cannot use this command line: Unable to configure root logger. Unknown level: 'nope'."),
+    (
+        ["hydra.job_logging.root.level=nope"],
+        2,
+        "error: Hydra cannot use this command line: Unable to configure root logger. Unknown level: 'nope'.",
+    ),
     (["hydra.verbose=[1]"], 2, "error: Hydra cannot use this command line: A logger name must be a string."),
     # a key under a list that is not an index: OmegaConf's ValueError, through Hydra, came out as exit 1
     (["model.layers.abc=1"], 2, "error: model.layers.abc=1: invalid literal for int() with base 10: 'abc'"),
     # a mapping or a list as optimizer.name or scheduler.name: "TypeError: unhashable type: 'dict'", exit 1
-    (["+optimizer.name.x=0"], 2, "error: optimizer.name={'x': 0}: unknown optimizer; choose one of adam, sgd, rmsprop"),
-    (["scheduler.name=[1]"], 2,
-     "error: scheduler.name=[1]: unknown scheduler; choose one of constant, step, exponential, cosine, onecycle"),
+    (
+        ["+optimizer.name.x=0"],
+        2,
+        f"error: optimizer.name={{'x': 0}}: unknown optimizer; choose one of {', '.join(OPTIMIZERS.names())}",
+    ),
+    (
+        ["scheduler.name=[1]"],
+        2,
+        f"error: scheduler.name=[1]: unknown scheduler; choose one of {', '.join(SCHEDULERS.names())}",
+    ),
     # a scalar where a mapping belongs: "expected a value of another type", without the key
     (["model.layers.0=1"], 2, "error: model.layers.0=1: expected a mapping"),
     (["data.augment=1"], 2, "error: data.augment=1: expected a mapping"),
     (["+tracking.tags.team=null"], 2, "error: tracking.tags.team=None: expected a string"),
     # counts beyond TensorFlow's int32: failed after the data was loaded, with a traceback file and
     # warnings on stderr (batch size, steps), or blamed a layer (threads: "Keras refused this Dense")
-    (["trainer.batch_size=9223372036854775808"], 2,
-     "error: trainer.batch_size=9223372036854775808: must be <= 2147483647"),
-    (["trainer.steps_per_execution=9223372036854775808"], 2,
-     "error: trainer.steps_per_execution=9223372036854775808: must be <= 2147483647"),
+    (
+        ["trainer.batch_size=9223372036854775808"],
+        2,
+        "error: trainer.batch_size=9223372036854775808: must be <= 2147483647",
+    ),
+    (
+        ["trainer.steps_per_execution=9223372036854775808"],
+        2,
+        "error: trainer.steps_per_execution=9223372036854775808: must be <= 2147483647",
+    ),
     (["trainer.epochs=9223372036854775808"], 2, "error: trainer.epochs=9223372036854775808: must be <= 2147483647"),
-    (["scheduler=step", "scheduler.every_epochs=9223372036854775808"], 2,
-     "error: scheduler.every_epochs=9223372036854775808: must be <= 2147483647"),
-    (["trainer.threads=9223372036854775808"], 2,
-     "error: trainer.threads=9223372036854775808: must be auto (cores / parallel jobs) or an integer >= 1 "
-     "(at most 2147483647)"),
+    (
+        ["scheduler=step", "scheduler.every_epochs=9223372036854775808"],
+        2,
+        "error: scheduler.every_epochs=9223372036854775808: must be <= 2147483647",
+    ),
+    (
+        ["trainer.threads=9223372036854775808"],
+        2,
+        "error: trainer.threads=9223372036854775808: must be auto (cores / parallel jobs) or an integer >= 1 "
+        "(at most 2147483647)",
+    ),
     # a model name TensorFlow refuses as a name scope: exit 1, "ValueError: ... is not a valid root scope name"
     (["model.name=_a"], 2, "error: model.name='_a': must start with a letter, a digit or '.'"),
     # an empty data.dir was the current directory: "error: .: missing MNIST file(s) ...", exit 1
-    (["data.dir="], 2,
-     "error: data.dir='': must not be empty (the folder with the MNIST files, or null to download them)"),
+    (
+        ["data.dir="],
+        2,
+        "error: data.dir='': must not be empty (the folder with the MNIST files, or null to download them)",
+    ),
     # MLflow's own WARNING (Databricks SDK credentials) came before our line, from tracking.open_experiment
     (["tracking.uri=databricks"], 1, "error: tracking.uri='databricks': cannot open the MLflow store"),
     # an override whose text is an interpolation that cannot resolve: Hydra's "Error executing job with
@@ -438,12 +586,22 @@ def test_regressions(harness, case, code, line):
     assert not line or outcome.lines[0].startswith(line), outcome.lines
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE, database=None, print_blob=True,
-          # no shrinking in CI: a failing case is a short list of overrides already, and shrinking one that
-          # trains can take hypothesis's whole five minutes; HOSTILE_RANDOM=1 shrinks
-          phases=[Phase.explicit, Phase.generate, *([Phase.shrink] if not DERANDOMIZE else [])],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=DERANDOMIZE,
+    database=None,
+    print_blob=True,
+    # no shrinking in CI: a failing case is a short list of overrides already, and shrinking one that
+    # trains can take hypothesis's whole five minutes; HOSTILE_RANDOM=1 shrinks
+    phases=[Phase.explicit, Phase.generate, *([Phase.shrink] if not DERANDOMIZE else [])],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 @given(case=CASES)
 def test_random_overrides_fail_in_one_line_or_run(harness, case):
     note(f"python run.py {' '.join(BASE)} {' '.join(case)}")

@@ -19,29 +19,39 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import RUN_PY, ROOT, cli_env, error_lines, mlflow_client, run_cli
+from conftest import ROOT, RUN_PY, cli_env, error_lines, mlflow_client, run_cli
 
 EPOCHS = 4
 # dropout (tiny_cnn) and augmentation: both draw random numbers every step, which a resume must continue
-EXACT = ("model=tiny_cnn", "data.limit=6000", f"trainer.epochs={EPOCHS}", "data.augment.rotation=10",
-         "trainer.batch_size=64")
+EXACT = (
+    "model=tiny_cnn",
+    "data.limit=6000",
+    f"trainer.epochs={EPOCHS}",
+    "data.augment.rotation=10",
+    "trainer.batch_size=64",
+)
 PER_EPOCH = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s")
 
 
 def start(store: str, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(RUN_PY), *overrides], cwd=ROOT, env=cli_env(store),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(RUN_PY), *overrides],
+        cwd=ROOT,
+        env=cli_env(store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def newest_output_dir(store: str, before: set[Path]) -> Path | None:
-    runs = set(Path(store[len("sqlite:///"):]).parent.glob("outputs/runs/*")) - before
+    runs = set(Path(store[len("sqlite:///") :]).parent.glob("outputs/runs/*")) - before
     return max(runs, default=None)
 
 
-def interrupt_after_first_checkpoint(store: str, sig: int, *overrides: str
-                                     ) -> tuple[subprocess.CompletedProcess, Path]:
+def interrupt_after_first_checkpoint(store: str, sig: int, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
     """Start a run, send ``sig`` once its first epoch is checkpointed (so, during epoch 2 or later)."""
-    before = set(Path(store[len("sqlite:///"):]).parent.glob("outputs/runs/*"))
+    before = set(Path(store[len("sqlite:///") :]).parent.glob("outputs/runs/*"))
     proc = start(store, *overrides)
     try:
         deadline = time.monotonic() + 300
@@ -62,8 +72,9 @@ def interrupt_after_first_checkpoint(store: str, sig: int, *overrides: str
 
 def the_run(store: str, name: str):
     client = mlflow_client(store)
-    runs = client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id],
-                              f"attributes.run_name = '{name}'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("mnistlab").experiment_id], f"attributes.run_name = '{name}'"
+    )
     assert len(runs) == 1, [r.info.run_name for r in runs]
     return runs[0]
 
@@ -74,8 +85,11 @@ def steps(store: str, run_id: str, metric: str = "loss") -> list[int]:
 
 def histories(store: str, run_id: str) -> dict[str, list[float]]:
     client = mlflow_client(store)
-    return {name: [m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
-            for name in PER_EPOCH if name != "epoch_time_s"}
+    return {
+        name: [m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)]
+        for name in PER_EPOCH
+        if name != "epoch_time_s"
+    }
 
 
 def test_ctrl_c_then_resume_by_run_id_equals_an_uninterrupted_run(store):
@@ -123,8 +137,14 @@ def test_ctrl_c_then_resume_by_run_id_equals_an_uninterrupted_run(store):
 @pytest.mark.parametrize("sig,code,resume_by", [(signal.SIGTERM, 143, "output_dir"), (signal.SIGKILL, -9, "run_id")])
 def test_terminated_or_killed_run_resumes_from_its_last_epoch(store, sig, code, resume_by):
     epochs = 3
-    overrides = ("model=mlp12", "data.limit=12000", f"trainer.epochs={epochs}", "tracking.log_model=false",
-                 "callbacks=early_stopping", "tracking.run_name=stopped")
+    overrides = (
+        "model=mlp12",
+        "data.limit=12000",
+        f"trainer.epochs={epochs}",
+        "tracking.log_model=false",
+        "callbacks=early_stopping",
+        "tracking.run_name=stopped",
+    )
     proc, folder = interrupt_after_first_checkpoint(store, sig, *overrides)
     assert proc.returncode == code, proc.stderr[-3000:]
     run = the_run(store, "stopped")

@@ -45,23 +45,36 @@ def recorded(tmp_path_factory):
     model_file = clone / "conf" / "model" / "mlp12.yaml"
     model_file.write_text(model_file.read_text() + "# an uncommitted change\n")
     store = f"sqlite:///{tmp / 'mlflow.db'}"
-    overrides = ("model=mlp12", "data.limit=300", "trainer.epochs=1", "tracking.log_model=false",
-                 "+tracking.tags.ticket=${oc.env:MNISTLAB_FAKE_API_TOKEN}", "tracking.run_name=recorded")
-    env = {"MNISTLAB_FAKE_API_TOKEN": TOKEN, "AWS_SECRET_ACCESS_KEY": TOKEN[::-1],
-           "DATABASE_URL": f"postgresql://me:{PASSWORD}@db.example/mnist", "MNISTLAB_ROOT": str(tmp)}
+    overrides = (
+        "model=mlp12",
+        "data.limit=300",
+        "trainer.epochs=1",
+        "tracking.log_model=false",
+        "+tracking.tags.ticket=${oc.env:MNISTLAB_FAKE_API_TOKEN}",
+        "tracking.run_name=recorded",
+    )
+    env = {
+        "MNISTLAB_FAKE_API_TOKEN": TOKEN,
+        "AWS_SECRET_ACCESS_KEY": TOKEN[::-1],
+        "DATABASE_URL": f"postgresql://me:{PASSWORD}@db.example/mnist",
+        "MNISTLAB_ROOT": str(tmp),
+    }
     proc = run_cli(*overrides, store=store, run_py=clone / "run.py", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return store, only_run(store), clone, overrides
 
 
 def test_run_records_what_is_needed_to_repeat_it(recorded):
-    store, run, clone, overrides = recorded
+    store, run, clone, _overrides = recorded
     tags = run.data.tags
     assert tags["git.commit"] == git(clone, "rev-parse", "HEAD") and tags["git.dirty"] == "true"
     assert tags["command"].startswith("run.py model=mlp12 data.limit=300 ")
     assert tags["command"].endswith("tracking.run_name=recorded")  # as typed, quoting included
-    cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-               if line.startswith("model name"))
+    cpu = next(
+        line.split(":", 1)[1].strip()
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("model name")
+    )
     assert tags["host.cpu"] == cpu and tags["hostname"] and int(tags["host.cores"]) >= 1
     artifacts = artifact_texts(store, run.info.run_id)
     diff = artifacts["environment/git_diff.patch"].decode()
@@ -75,7 +88,7 @@ def test_run_records_what_is_needed_to_repeat_it(recorded):
 
 
 def test_a_clean_checkout_records_no_diff(tmp_path):
-    from mnistlab.tracking import environment_tags
+    from mnistlab.tracking.provenance import environment_tags
 
     clone = tmp_path / "clean"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
@@ -86,8 +99,7 @@ def test_a_clean_checkout_records_no_diff(tmp_path):
 def test_no_secret_from_the_environment_reaches_mlflow(recorded):
     store, run, _, _ = recorded
     secrets = (TOKEN, TOKEN[::-1], PASSWORD)
-    recorded_text = [*run.data.params.keys(), *run.data.params.values(), *run.data.tags.keys(),
-                     *run.data.tags.values()]
+    recorded_text = [*run.data.params.keys(), *run.data.params.values(), *run.data.tags.keys(), *run.data.tags.values()]
     for secret in secrets:
         assert not [text for text in recorded_text if secret in text], secret
     artifacts = artifact_texts(store, run.info.run_id)
@@ -101,7 +113,7 @@ def test_no_secret_from_the_environment_reaches_mlflow(recorded):
 
 
 def test_redaction_covers_url_passwords_and_secret_variables(monkeypatch):
-    from mnistlab.redaction import redact
+    from mnistlab.core.redaction import redact
 
     monkeypatch.setenv("MY_SERVICE_TOKEN", "s3cr3t-value")
     monkeypatch.setenv("EPOCHS", "123456")  # not secret-looking: left alone
@@ -113,17 +125,27 @@ def test_the_ray_launcher_printing_the_jobs_environment_is_redacted(monkeypatch,
     """hydra-ray-launcher logs every ray.init argument, the jobs' environment variables included."""
     import logging
 
-    from mnistlab.cli import _quiet_launcher_plugins
+    from mnistlab.app.task import _quiet_launcher_plugins
 
     monkeypatch.setenv("MY_SERVICE_TOKEN", "s3cr3t-value")
     _quiet_launcher_plugins()
-    init_cfg = {"address": "10.0.0.5:6379", "runtime_env": {"env_vars": {
-        "MY_SERVICE_TOKEN": "s3cr3t-value", "MLFLOW_TRACKING_URI": "postgresql://alice:pa55word@db/mlflow"}}}
+    init_cfg = {
+        "address": "10.0.0.5:6379",
+        "runtime_env": {
+            "env_vars": {
+                "MY_SERVICE_TOKEN": "s3cr3t-value",
+                "MLFLOW_TRACKING_URI": "postgresql://alice:pa55word@db/mlflow",
+            }
+        },
+    }
     with caplog.at_level(logging.INFO):  # as the plugin logs it: an f-string
         logging.getLogger("hydra_plugins.hydra_ray_launcher._launcher_util").info(
-            f"Initializing ray with config: {init_cfg}")
-    assert caplog.messages == ["Initializing ray with config: {'address': '10.0.0.5:6379', 'runtime_env': {'env_vars': "
-                               "{'MY_SERVICE_TOKEN': '***', 'MLFLOW_TRACKING_URI': 'postgresql://alice:***@db/mlflow'}}}"]
+            f"Initializing ray with config: {init_cfg}"
+        )
+    assert caplog.messages == [
+        "Initializing ray with config: {'address': '10.0.0.5:6379', 'runtime_env': {'env_vars': "
+        "{'MY_SERVICE_TOKEN': '***', 'MLFLOW_TRACKING_URI': 'postgresql://alice:***@db/mlflow'}}}"
+    ]
 
 
 def test_models_load_in_keras_safe_mode(tmp_path):
@@ -132,8 +154,8 @@ def test_models_load_in_keras_safe_mode(tmp_path):
     import mlflow
     import mlflow.keras
 
-    from mnistlab.errors import TrackingError
-    from mnistlab.tracking import load_keras_model
+    from mnistlab.core.errors import TrackingError
+    from mnistlab.tracking.models import load_keras_model
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(store)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import RUN_PY, ROOT, cli_env, error_lines, mlflow_client, only_run, run_cli
+from conftest import ROOT, RUN_PY, cli_env, error_lines, mlflow_client, only_run, run_cli
 from servers import free_port
 
 TINY = ("model=mlp12", "data.limit=300", "trainer.epochs=1", "tracking.log_model=false")
@@ -33,8 +33,9 @@ def test_server_that_does_not_answer_stops_before_training(tmp_path, multirun):
 
 def test_fallback_to_local_store_trains_and_says_so(tmp_path):
     uri = f"http://127.0.0.1:{free_port()}"
-    proc = run_cli(*TINY, f"tracking.uri={uri}", "tracking.fallback_to_local=true",
-                   env={"MNISTLAB_ROOT": str(tmp_path)})
+    proc = run_cli(
+        *TINY, f"tracking.uri={uri}", "tracking.fallback_to_local=true", env={"MNISTLAB_ROOT": str(tmp_path)}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     local = f"sqlite:///{tmp_path / 'mlflow.db'}"
     said = proc.stdout + proc.stderr
@@ -44,7 +45,7 @@ def test_fallback_to_local_store_trains_and_says_so(tmp_path):
 
 
 def test_read_only_store_is_named_without_a_traceback(tmp_path):
-    from mnistlab.tracking import open_experiment
+    from mnistlab.tracking.store import open_experiment
 
     store_dir = tmp_path / "store"
     store = f"sqlite:///{store_dir / 'mlflow.db'}"
@@ -54,9 +55,14 @@ def test_read_only_store_is_named_without_a_traceback(tmp_path):
     # root writes whatever the file mode says, unless it gives up that capability (util-linux's setpriv)
     drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
     try:
-        proc = subprocess.run([*drop, sys.executable, str(RUN_PY), *TINY], cwd=ROOT,
-                              env=cli_env(store, {"MNISTLAB_ROOT": str(tmp_path)}), capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            [*drop, sys.executable, str(RUN_PY), *TINY],
+            cwd=ROOT,
+            env=cli_env(store, {"MNISTLAB_ROOT": str(tmp_path)}),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         store_dir.chmod(0o755)
     lines = error_lines(proc)
@@ -67,7 +73,7 @@ def test_read_only_store_is_named_without_a_traceback(tmp_path):
 
 
 def test_locked_store_is_named_without_a_traceback(store):
-    from mnistlab.tracking import open_experiment, sqlite_path
+    from mnistlab.tracking.store import open_experiment, sqlite_path
 
     open_experiment(store, "mnistlab")
     holder = sqlite3.connect(sqlite_path(store), isolation_level=None)

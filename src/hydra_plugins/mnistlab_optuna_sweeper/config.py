@@ -34,5 +34,6 @@ class MnistlabOptunaSweeperConf:
     params: Optional[Dict[str, Any]] = None
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="mnistlab_optuna", node=MnistlabOptunaSweeperConf,
-                             provider="mnistlab")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="mnistlab_optuna", node=MnistlabOptunaSweeperConf, provider="mnistlab"
+)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 try:
     from hydra_plugins.hydra_submitit_launcher import submitit_launcher
@@ -29,7 +30,7 @@ if submitit_launcher is not None:
     from hydra.core.utils import JobReturn, JobStatus, filter_overrides
     from omegaconf import OmegaConf
 
-    from mnistlab.sweep import LostJob
+    from mnistlab.sweeps.tracker import LostJob
 
     class SlurmLauncher(submitit_launcher.SlurmLauncher):
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -40,24 +41,34 @@ if submitit_launcher is not None:
                 log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
             # submitit runs this launcher (its __call__) on the node: one array task per job
             jobs = self._executor().map_array(
-                self, [list(o) for o in job_overrides], ["hydra.sweep.dir"] * len(job_overrides), list(numbers),
-                [f"job_id_for_{n}" for n in numbers], [Singleton.get_state()] * len(job_overrides))
+                self,
+                [list(o) for o in job_overrides],
+                ["hydra.sweep.dir"] * len(job_overrides),
+                list(numbers),
+                [f"job_id_for_{n}" for n in numbers],
+                [Singleton.get_state()] * len(job_overrides),
+            )
             log.info("SLURM job array %s: %d jobs", jobs[0].job_id.split("_")[0], len(jobs))
             try:
-                return [self._result(job, number, overrides)
-                        for job, number, overrides in zip(jobs, numbers, job_overrides)]
+                return [
+                    self._result(job, number, overrides) for job, number, overrides in zip(jobs, numbers, job_overrides)
+                ]
             except BaseException:  # Ctrl-C, SIGTERM, a store that failed: the cluster's work stops too
                 _cancel([job for job in jobs if not job.done()])
                 raise
 
         def _executor(self) -> Any:
             import submitit
+
             from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
             generic = set(OmegaConf.structured(BaseQueueConf).keys())  # the rest are slurm_<key>
             params = dict(self.params)
-            executor = submitit.AutoExecutor(folder=params.pop("submitit_folder"), cluster="slurm",
-                                             slurm_max_num_timeout=params.pop("max_num_timeout"))
+            executor = submitit.AutoExecutor(
+                folder=params.pop("submitit_folder"),
+                cluster="slurm",
+                slurm_max_num_timeout=params.pop("max_num_timeout"),
+            )
             executor.update_parameters(**{k if k in generic else f"slurm_{k}": v for k, v in params.items()})
             return executor
 
@@ -69,17 +80,20 @@ if submitit_launcher is not None:
             except FailedJobError:  # the job's Python raised outside the task (the task catches its own)
                 raise
             except UncompletedJobError:
-                reason = (f"SLURM ended job {job.job_id} ({job.state}) before it returned; "
-                          f"its log: {job.paths.stderr}")
+                reason = f"SLURM ended job {job.job_id} ({job.state}) before it returned; its log: {job.paths.stderr}"
             run_name = ",".join(filter_overrides(overrides))
             print(f"error: job {number} ({run_name}): {reason}", file=sys.stderr, flush=True)  # as a failed job's
             _record_lost_job(number, run_name, reason, self._trial_tags(overrides))
-            return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=LostJob(reason),
-                             task_name=self.config.hydra.job.name)
+            return JobReturn(
+                overrides=list(overrides),
+                status=JobStatus.COMPLETED,
+                _return_value=LostJob(reason),
+                task_name=self.config.hydra.job.name,
+            )
 
         def _trial_tags(self, overrides: Sequence[str]) -> dict[str, str] | None:
             """A search's trial: the tags its run gets (the search finds the run by them)."""
-            from mnistlab.search import TrialLink
+            from mnistlab.sweeps.trial import TrialLink
 
             subdir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.subdir=")), None)
             link = TrialLink.load(Path(str(self.config.hydra.sweep.dir)) / subdir) if subdir else None
@@ -96,12 +110,14 @@ if submitit_launcher is not None:
 
     def _record_lost_job(number: int, run_name: str, reason: str, tags: dict[str, str] | None) -> None:
         """Its run (RUNNING: its process was killed) ends FAILED; a job that never started gets one."""
-        from mnistlab import sweep
+        from mnistlab.sweeps import tracker
 
-        active = sweep.active()
+        active = tracker.active()
         if active is None:
             return
         try:
-            active.record_failed_job(number, run_name, reason, tags)
+            from mnistlab.tracking import sweeps
+
+            sweeps.record_failed_job(active, number, run_name, reason, tags)
         except Exception as exc:
             print(f"error: job {number}: could not record the failure in MLflow: {exc}", file=sys.stderr, flush=True)

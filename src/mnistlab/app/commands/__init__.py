@@ -1,0 +1,52 @@
+"""The ``mnistlab`` command: tools around the runs (training itself is ``python run.py``), one module
+per subcommand. Each imports MLflow and Keras only when it runs, so ``--help`` and a mistyped
+argument answer at once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from mnistlab.app.commands import compare, predict, promote
+from mnistlab.app.commands.common import run_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO chatter, as for run.py
+
+    parser = argparse.ArgumentParser(prog="mnistlab", description="Tools around mnistlab's MLflow runs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module, add_arguments, handler, summary in [
+        (
+            "compare",
+            compare,
+            compare.add_arguments,
+            compare.compare,
+            "compare runs: configurations with their intervals and tests, the table, the figures",
+        ),
+        ("predict", predict, predict.add_arguments, predict.predict, "classify image files with a trained model"),
+        (
+            "preprocess",
+            predict,
+            predict.add_preprocess_arguments,
+            predict.preprocess,
+            "the images as the model sees them, as a JSON request for mlflow models serve",
+        ),
+        (
+            "promote",
+            promote,
+            promote.add_arguments,
+            promote.promote,
+            "register a run's model in the MLflow model registry and set its alias",
+        ),
+    ]:
+        command = commands.add_parser(
+            name,
+            help=summary,
+            description=module.__doc__.replace("``", ""),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_arguments(command)
+        command.set_defaults(handler=handler)
+    args = parser.parse_args(argv)
+    return run_command(args.handler, args)

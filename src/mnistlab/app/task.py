@@ -1,0 +1,188 @@
+"""How run.py behaves: Hydra's errors as one line, validation before anything heavy loads, the
+job's place in a sweep or a search, the run, and the summary it ends with.
+
+Hydra normally prints its own errors (several lines) and a stripped traceback for anything the
+task raises. ``entry`` sets HYDRA_FULL_ERROR=1 so those exceptions reach it instead, and prints
+each as one line. Set HYDRA_FULL_ERROR=1 yourself to get Hydra's behaviour and full tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shlex
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.config import validate
+from mnistlab.core import interrupts
+from mnistlab.core.errors import ConfigError, one_line
+from mnistlab.core.exits import describe, exit_for
+from mnistlab.core.redaction import Redacted
+from mnistlab.sweeps.trial import TrialLink
+from mnistlab.tracking.links import where_to_look
+from mnistlab.tracking.parents import Sweep
+from mnistlab.train.checkpoints import check_overrides
+
+ONE_LINE_ERRORS = "MNISTLAB_ONE_LINE_ERRORS"  # set by entry(); inherited by launcher processes
+COMMAND = "MNISTLAB_COMMAND"  # likewise
+CODE_DIR = "MNISTLAB_CODE_DIR"  # likewise
+
+
+def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
+    """Call a ``@hydra.main`` function; turn every failure into one line and an exit code."""
+    os.environ.setdefault("MNISTLAB_ROOT", str(root_dir.resolve()))
+    os.environ[CODE_DIR] = str(root_dir.resolve())  # the checkout whose git commit the runs record
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO chatter
+    # the command line as typed, for the runs' "command" tag (a launcher's worker processes have their own argv)
+    os.environ[COMMAND] = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    _quiet_launcher_plugins()
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's full tracebacks
+        hydra_main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's exceptions reach us instead of its printer
+    os.environ[ONE_LINE_ERRORS] = "1"
+    try:
+        hydra_main()
+    except (Exception, KeyboardInterrupt) as exc:
+        exit_for(exc)
+
+
+def _quiet_launcher_plugins() -> None:
+    """conf/hydra/launcher/ray.yaml extends hydra-ray-launcher's config of the same name on purpose,
+    which Hydra 1.3 warns about each time it composes (up to 4 times a sweep); that plugin logs
+    every ray.init argument, the jobs' environment variables included: redacted here; and Ray's
+    patience with an address where nothing answers is shortened (RAY_NUM_REDIS_GET_RETRIES)."""
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
+    # a Ray address where no cluster answers: give up after ~2 minutes, not Ray's ~14 (20 attempts of ~40 s)
+    os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", "3")
+    logging.getLogger("hydra_plugins.hydra_ray_launcher._launcher_util").addFilter(Redacted())
+
+
+@dataclass(frozen=True)
+class Job:
+    """Where this run stands: its output folder, its name, and its place in a sweep or a search."""
+
+    output_dir: str
+    run_name: str  # the overrides as typed (validation may still refuse them)
+    in_sweep: bool
+    sweep: Sweep | None  # the parent run to nest under
+    trial: TrialLink | None  # the Optuna trial this job is
+    number: int  # the job's number in its sweep (a trial's number in a search)
+    parallel_jobs: int  # jobs sharing this machine's cores
+
+    @classmethod
+    def current(cls) -> Job:
+        hydra_cfg = HydraConfig.get()
+        output_dir = hydra_cfg.runtime.output_dir
+        in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+        sweep = Sweep.load(hydra_cfg.sweep.dir) if in_sweep else None
+        trial = TrialLink.load(output_dir) if in_sweep else None
+        if trial is not None and trial.sweep:  # the parent run of the worker that launched it
+            sweep = Sweep(**trial.sweep)
+        number = trial.number if trial else int(hydra_cfg.job.num) if in_sweep else 0
+        # as typed: an override like seed=${oc.env:NOPE} must fail in validation, not while naming the run
+        run_name = OmegaConf.to_container(hydra_cfg.job, resolve=False).get("override_dirname") or "defaults"
+        parallel = OmegaConf.select(hydra_cfg, "launcher.n_jobs", default=1) or 1
+        return cls(output_dir, run_name, in_sweep, sweep, trial, number, parallel)
+
+
+def task(cfg: DictConfig) -> float | None:
+    """The Hydra task: validate (fast, no TensorFlow), then train; returns the sweep objective.
+
+    In a sweep a failed job does not raise: its run is FAILED, one line goes to stderr, and the
+    sweep goes on (Hydra would stop at the first failure and skip the summary); the summary then
+    reports it and the sweep exits non-zero.
+    """
+    job = Job.current()
+    run_name = job.run_name
+    try:
+        valid = validate(cfg)
+        run_name = valid.tracking.run_name or run_name
+        if valid.resume:
+            _check_resume(valid, job)
+        with interrupts.raised():
+            from mnistlab import runner  # TensorFlow and MLflow load here, after validation
+
+            result = runner.run(
+                valid,
+                output_dir=job.output_dir,
+                run_name=run_name,
+                sweep=job.sweep,
+                job=job.number,
+                parallel_jobs=job.parallel_jobs,
+                extra_tags=job.trial.tags() if job.trial else None,
+                on_epoch=job.trial.epoch_reporter() if job.trial else None,
+            )
+    except (Exception, KeyboardInterrupt) as exc:
+        if job.trial is not None and isinstance(exc, KeyboardInterrupt):  # the search, not this run, goes on
+            exc.hint = (
+                "the finished trials are kept; rerun the same command to continue the search (this trial's "
+                "parameters are tried again)"
+            )
+        if job.sweep is not None and isinstance(exc, Exception):  # Ctrl-C stops the sweep, an error only the job
+            return _job_failed(exc, job, run_name)
+        if os.environ.get(ONE_LINE_ERRORS) and not job.in_sweep:
+            exit_for(exc, job.output_dir)  # else Hydra reports it, adding lines of its own
+        raise
+    print(summary(result, result.config or valid), flush=True)
+    return result.objective
+
+
+def _check_resume(valid: DictConfig, job: Job) -> None:
+    if job.in_sweep:
+        raise ConfigError(
+            "resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)", valid.resume
+        )
+    check_overrides(list(HydraConfig.get().overrides.task))
+
+
+def _job_failed(exc: Exception, job: Job, run_name: str) -> float:
+    """A failed job of a sweep: one line (or the traceback, with HYDRA_FULL_ERROR=1), a FAILED
+    child run even when it failed before training, and NaN as its objective."""
+    message, _ = describe(exc, job.output_dir)
+    if not os.environ.get(ONE_LINE_ERRORS):
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    print(f"error: job {job.number} ({run_name}): {message}", file=sys.stderr, flush=True)
+    try:
+        from mnistlab.tracking import sweeps  # MLflow, for a job that may have failed before loading it
+
+        sweeps.record_failed_job(job.sweep, job.number, run_name, message, job.trial.tags() if job.trial else None)
+    except Exception as store_exc:
+        print(
+            f"error: job {job.number}: could not record the failure in MLflow: {one_line(store_exc)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return math.nan
+
+
+def summary(result: Any, cfg: DictConfig) -> str:
+    """What a user wants to read when a run ends: the score, the cost, and where it is recorded."""
+    m = result.metrics
+    first, *rest = where_to_look(result.tracking_uri or cfg.tracking.uri, result.experiment_id, result.run_id)
+    epochs = f"{cfg.trainer.epochs} epochs"
+    if m["epochs_run"] < cfg.trainer.epochs:
+        epochs = f"{m['epochs_run']:.0f} of {epochs} (stopped early)"
+    tested = f" (weights of epoch {m['best_epoch']:.0f})" if "best_epoch" in m else ""
+    lines = [
+        f"model       {cfg.model.name} ({result.num_params:,} parameters), {cfg.optimizer.name}, "
+        f"{cfg.loss.name}, {epochs} of batch {cfg.trainer.batch_size}",
+        f"test        accuracy {m['test_accuracy']:.4f} (95% interval {m['test_accuracy_ci_low']:.4f}-"
+        f"{m['test_accuracy_ci_high']:.4f}, one seed), loss {m['test_loss']:.4f}{tested}",
+        f"time        {m['wall_time_s']:.1f} s wall, {m['train_time_s']:.1f} s training",
+        f"MLflow run  {result.run_id} (experiment {cfg.tracking.experiment!r}, id {result.experiment_id})",
+        f"look at it  {first}",
+        *(f"            {line}" for line in rest),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""Ctrl-C and SIGTERM during a run: raised as exceptions, remembered, or held back during writes.
+
+Remembering matters because TensorFlow does not always let a KeyboardInterrupt through: raised
+inside Python code that TensorFlow called (a dataset generator, a callback), it can come out as
+some other error (seen: ``TypeError: Failed to convert elements of (None,) to Tensor``), or not at
+all (seen: a SIGTERMed run that trained on and ended FINISHED). A run that failed while a signal
+had arrived was interrupted, and must end KILLED, not FAILED; one that lost the interrupt stops
+at the next epoch's end (``check``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from mnistlab.core.errors import Terminated
+
+_received: list[int] = []  # the signals that arrived inside ``raised()``
+
+
+def _raise(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextmanager
+def raised() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt and SIGTERM ``Terminated`` (so runs end KILLED, not left
+    RUNNING); any other error the block raises after one of them arrived leaves it as that interrupt."""
+    if threading.current_thread() is not threading.main_thread():  # some launchers: leave signals alone
+        yield
+        return
+    _received.clear()
+    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except Exception as exc:
+        interrupt = as_interrupt(exc)
+        if interrupt is exc:
+            raise
+        raise interrupt from exc
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _received.clear()
+
+
+def check() -> None:
+    """Raise the interrupt for a signal that arrived but whose exception never came out (CI saw
+    a SIGTERMed run train on to FINISHED, exit 0: raised inside code that discarded it)."""
+    if _received:
+        raise Terminated() if _received[0] == signal.SIGTERM else KeyboardInterrupt()
+
+
+def as_interrupt(exc: BaseException) -> BaseException:
+    """``exc`` itself, or, when a signal arrived while it was raised, the interrupt it stands for."""
+    if isinstance(exc, KeyboardInterrupt) or not _received:
+        return exc
+    interrupt = Terminated() if _received[0] == signal.SIGTERM else KeyboardInterrupt()
+    interrupt.__cause__ = exc
+    return interrupt
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends. A signal in the middle of a sqlite commit
+    leaves that transaction open in this process, and its own next writes (marking the run KILLED)
+    then wait for the lock and fail: the run would be left RUNNING."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals only reach the main thread
+        return
+    held: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held:  # now, as it would have been at once
+        handler = previous[held[0]]
+        if callable(handler):
+            handler(held[0], None)  # Python's KeyboardInterrupt, or ``raised()``'s
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), held[0])

@@ -1,0 +1,3 @@
+"""What a comparison shows: runs grouped by configuration, the statistics (intervals, tests,
+corrections), the tables, JSON and figures, and what one run's test predictions say. No MLflow:
+``tracking`` reads the runs and logs the results."""

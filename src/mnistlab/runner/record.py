@@ -1,0 +1,154 @@
+"""What a run records, through ``tracking``'s interface: the store it logs to, its tags, the record
+written before training, and the results, figures and model after it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from mnistlab.config.groups import GROUP_TAG, flatten, group_id
+from mnistlab.core import interrupts
+from mnistlab.core.redaction import redact_all
+from mnistlab.data.prepare import Dataset
+from mnistlab.data.registry import DatasetSpec
+from mnistlab.reports import figures
+from mnistlab.reports.evaluation import TestReport, predictions_frame
+from mnistlab.tracking import logger, provenance, store
+from mnistlab.tracking.logger import RunLog
+from mnistlab.tracking.parents import Sweep
+from mnistlab.train.checkpoints import Checkpoint
+from mnistlab.train.fit import TrainResult
+
+
+@dataclass(frozen=True)
+class Store:
+    tracking_uri: str  # the local store instead, when the server did not answer and fallback is on
+    experiment_id: str
+
+
+def open_store(cfg: DictConfig) -> Store:
+    """The store answers (a server within seconds, not MLflow's minutes of retries) and holds the experiment."""
+    uri = store.reachable_uri(cfg.tracking.uri, cfg.tracking.fallback_to_local, cfg.root_dir)
+    return Store(uri, store.open_experiment(uri, cfg.tracking.experiment))
+
+
+def tags(
+    cfg: DictConfig,
+    resolved: Mapping[str, Any],
+    output_dir: str,
+    where: Store,
+    sweep: Sweep | None,
+    job: int,
+    extra: Mapping[str, str] | None,
+    resume: Checkpoint | None,
+) -> dict[str, str]:
+    """A new run's tags: provenance, the user's, its configuration group, its sweep and trial; a
+    resumed run's: how often and after which epoch it was resumed."""
+    if resume is not None:
+        return {"resumed": str(resume.state.get("resumed", 0) + 1), "resumed.after_epoch": str(resume.epochs_done)}
+    # replicates of one configuration (differing by seed only) share this tag; from the params as logged
+    found = {
+        **provenance.environment_tags(cfg.root_dir, output_dir),
+        **cfg.tracking.tags,
+        GROUP_TAG: group_id(redact_all(flatten(resolved))),
+    }
+    if sweep is not None:
+        nested = (sweep.tracking_uri, sweep.experiment_id) == (where.tracking_uri, where.experiment_id)
+        found.update(sweep.child_tags(job, nested=nested))
+    found.update(extra or {})
+    return found
+
+
+@contextmanager
+def run_log(where: Store, run_name: str, run_tags: Mapping[str, str], resume: Checkpoint | None) -> Iterator[RunLog]:
+    with logger.run_log(where.experiment_id, run_name, run_tags, run_id=resume.run_id if resume else None) as log:
+        yield log
+
+
+def before_training(
+    log: RunLog,
+    resolved: Mapping[str, Any],
+    output_dir: str,
+    summary: str,
+    num_params: int,
+    threads: int,
+    precision: str,
+    data: Dataset,
+    resume: Checkpoint | None,
+) -> None:
+    """A new run's record, written whole (Ctrl-C waits for it); a resumed run's missing epochs."""
+    with interrupts.deferred():
+        if resume is not None:
+            log.missing_epochs(resume.state["history"])
+            return
+        # num_params also as a metric: charts plot accuracy against size; intervals need the image counts
+        log.record(
+            resolved,
+            output_dir,
+            model_summary=summary,
+            params={
+                "num_params": str(num_params),
+                "trainer.threads_used": str(threads),
+                "trainer.precision_used": precision,
+            },
+            metrics={
+                "num_params": num_params,
+                "train_images": len(data.x_train),
+                "val_images": len(data.x_val),
+                "test_images": len(data.x_test),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Tested:
+    """The test set's verdict on the trained model."""
+
+    scores: dict[str, float]  # test loss, accuracy and its interval, each class's recall
+    probabilities: np.ndarray
+    report: TestReport
+
+    @classmethod
+    def of(cls, scores: dict[str, float], probabilities: np.ndarray, data: Dataset, spec: DatasetSpec) -> Tested:
+        report = TestReport.of(data.labels_test, probabilities.argmax(axis=1), spec.class_names)
+        return cls({**scores, **report.metrics()}, probabilities, report)
+
+
+def after_training(
+    log: RunLog,
+    title: str,
+    fitted: TrainResult,
+    tested: Tested,
+    timing: dict[str, float],
+    data: Dataset,
+    model: Any,
+    log_model: bool,
+    started: float,
+    logs: Mapping[str | None, list[Path]],
+) -> float:
+    """Only writes from here (Ctrl-C waits for them, seconds): the results, the figures, the test
+    predictions, the model, the logs. Returns the run's wall time."""
+    with interrupts.deferred():
+        log.results({**tested.scores, **timing})
+        log.figure(figures.learning_curves(fitted.history, title), "learning_curves.png")
+        log.figure(
+            figures.confusion_figure(tested.report.counts, title, tested.report.class_names), "confusion_matrix.png"
+        )
+        predicted = tested.probabilities.argmax(axis=1)
+        log.figure(figures.misclassified_figure(data.x_test, data.labels_test, predicted, title), "misclassified.png")
+        log.text(tested.report.per_class_csv(), "per_class.csv")
+        log.predictions(predictions_frame(data.labels_test, tested.probabilities))
+        if log_model:
+            log.model(model, data.input_shape, data.num_classes)
+        wall = time.perf_counter() - started
+        log.results({"wall_time_s": wall})
+        for folder, paths in logs.items():
+            log.files(paths, folder)
+    return wall

@@ -1,0 +1,52 @@
+"""Continuing an interrupted run: the checkpoint ``resume=`` names, the run's own config, and the
+hint an interrupted or failed run leaves on its error line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.config import validate
+from mnistlab.core.errors import MnistlabError
+from mnistlab.train import checkpoints
+from mnistlab.train.checkpoints import Checkpoint
+
+
+def locate(cfg: DictConfig) -> Checkpoint | None:
+    """The checkpoint of ``cfg.resume`` (an output folder or a run id), or None for a new run."""
+    if not cfg.resume:
+        return None
+
+    def folder_of_run(run_id: str) -> Path:
+        from mnistlab.tracking.runs import output_dir_of_run  # MLflow: only for the run-id form
+
+        return output_dir_of_run(run_id, cfg.tracking.uri)
+
+    return checkpoints.locate(cfg.resume, folder_of_run)
+
+
+def resumed_config(resume: Checkpoint, current: DictConfig) -> DictConfig:
+    """The interrupted run's own config; only where the data is and how progress prints may differ."""
+    stored = OmegaConf.create(resume.config)
+    stored.data.dir = current.data.dir
+    stored.trainer.verbose = current.trainer.verbose
+    stored.resume = None
+    return validate(stored)
+
+
+def explain(exc: BaseException, output_dir: Path, run_id: str) -> None:
+    """Say, on the exception's one line, what an interrupted or failed run left to resume from."""
+    try:
+        last = checkpoints.read(output_dir)
+    except MnistlabError:
+        last = None
+    if isinstance(exc, KeyboardInterrupt):
+        done = f"epochs 1-{last.epochs_done} are" if last and last.epochs_done > 1 else "epoch 1 is"
+        exc.hint = (
+            f"{done} checkpointed; continue with: python run.py resume={run_id}"
+            if last
+            else "no epoch had finished, nothing to resume"
+        )
+    elif isinstance(exc, MnistlabError) and last is not None:
+        exc.args = (f"{exc}; the last good epoch ({last.epochs_done}) is checkpointed in {last.weights}",)

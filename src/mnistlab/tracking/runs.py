@@ -1,0 +1,129 @@
+"""A run's lifecycle in MLflow: started or continued, always ended in a true state (FINISHED,
+KILLED, FAILED with its reason); runs outside the active-run stack (a sweep's parent, a job that
+failed before training); a run's record of its output folder."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+from mnistlab.core import interrupts
+from mnistlab.core.errors import ConfigError, TrackingError, one_line
+from mnistlab.core.redaction import redact_all
+from mnistlab.tracking.store import quiet_store_errors, store_problem
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def active_run(
+    experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: str | None = None
+) -> Iterator[mlflow.ActiveRun]:
+    """A run that always ends in a true state: FINISHED, KILLED (interrupt) or FAILED (with a reason).
+    ``run_id``: continue that run (resume) instead of starting a new one."""
+    try:
+        with quiet_store_errors():
+            run = _start_or_continue(experiment_id, run_name, tags, run_id)
+    except Exception as exc:
+        raise TrackingError(store_problem(mlflow.get_tracking_uri(), exc)) from None
+    try:
+        yield run
+    except BaseException as exc:
+        interrupt = interrupts.as_interrupt(exc)  # TensorFlow can turn Ctrl-C into another error
+        if not isinstance(interrupt, KeyboardInterrupt):
+            _end_quietly(RunStatus.FAILED, f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
+            raise
+        _end_quietly(RunStatus.KILLED, "interrupted")
+        log.warning("MLflow run %s marked KILLED; the epochs logged so far are kept", run.info.run_id)
+        if interrupt is exc:
+            raise
+        raise interrupt from exc
+    mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _start_or_continue(
+    experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: str | None
+) -> mlflow.ActiveRun:
+    if run_id is None:
+        return mlflow.start_run(experiment_id=experiment_id, run_name=fitting_name(run_name), tags=redact_all(tags))
+    run = mlflow.start_run(run_id=run_id)
+    mlflow.set_tags(redact_all(tags))
+    if "failure_reason" in run.data.tags:  # why the first part ended; the run goes on now
+        MlflowClient().delete_tag(run_id, "failure_reason")
+    return run
+
+
+def _end_quietly(status: int, reason: str, details: str | None = None) -> None:
+    """End the run without masking the exception that ended it (the store may be the problem)."""
+    try:
+        mlflow.set_tag("failure_reason", reason)
+        if details:
+            mlflow.log_text(details, "traceback.txt")
+    except Exception as exc:
+        log.warning("could not record why the run ended: %s", one_line(exc))
+    try:
+        mlflow.end_run(RunStatus.to_string(status))
+    except Exception as exc:
+        log.warning("could not mark the run %s: %s", RunStatus.to_string(status), one_line(exc))
+
+
+MAX_RUN_NAME = 250  # MLflow's column; PostgreSQL refuses longer names (sqlite does not check)
+
+
+def fitting_name(name: str) -> str:
+    """A run name MLflow's SQL stores take: long ones (a search's overrides) are cut, with a hash
+    of the whole so that two cut names still differ."""
+    if len(name) <= MAX_RUN_NAME:
+        return name
+    return f"{name[: MAX_RUN_NAME - 10]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def start_detached_run(
+    experiment_id: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, str] = {}
+) -> str:
+    """A run outside the fluent API's active-run stack (a sweep's parent stays open while the
+    jobs, possibly in this same process, start and end their own runs)."""
+    mlflow_client = MlflowClient()
+    run = mlflow_client.create_run(experiment_id, run_name=fitting_name(run_name), tags=dict(tags))
+    if params:
+        mlflow_client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    return run.info.run_id
+
+
+def end_detached_run(mlflow_client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
+    if reason:
+        mlflow_client.set_tag(run_id, "failure_reason", reason)
+    mlflow_client.set_terminated(run_id, status)
+
+
+def record_failed_run(mlflow_client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+    """A FAILED run for a job that failed before training (tags say why)."""
+    run = mlflow_client.create_run(experiment_id, run_name=fitting_name(run_name), tags=dict(tags))
+    mlflow_client.set_terminated(run.info.run_id, "FAILED")
+    return run.info.run_id
+
+
+def output_dir_of_run(run_id: str, tracking_uri: str) -> Path:
+    """The output folder an unfinished run recorded (tag ``hydra.output_dir``): what ``resume=<run id>`` continues."""
+    try:
+        run = MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
+    except Exception as exc:
+        raise ConfigError("resume", f"no such run in {tracking_uri} ({one_line(exc, 200)})", run_id) from None
+    if run.info.status == "FINISHED":
+        raise ConfigError("resume", "that run is FINISHED; there is nothing to resume", run_id)
+    folder = run.data.tags.get("hydra.output_dir")
+    if not folder or not Path(folder).is_dir():
+        raise ConfigError(
+            "resume",
+            f"the run's output folder {folder!r} is not on this machine; pass resume=<output folder> instead",
+            run_id,
+        )
+    return Path(folder)

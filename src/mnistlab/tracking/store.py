@@ -1,0 +1,195 @@
+"""The MLflow store: finding and opening it (a sqlite file created once, a server checked first),
+its experiment, and one-line explanations of what is wrong with it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mnistlab.core.errors import TrackingError, one_line
+from mnistlab.core.redaction import redact
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locking (a fresh store is then best created before parallel work)
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (absolute), else None."""
+    if not uri.startswith("sqlite:"):
+        return None
+    return Path(unquote(uri[len("sqlite:///") :])).resolve()
+
+
+def existing_store(uri: str) -> MlflowClient:
+    """A client for a store that must already hold runs: opening a missing sqlite file would
+    quietly create an empty store, so that is refused with what to do instead."""
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise TrackingError(
+            f"no MLflow store at {db}: run `python run.py` first, or pass --uri (or set MLFLOW_TRACKING_URI)"
+        )
+    return MlflowClient(tracking_uri=uri)
+
+
+def use(uri: str) -> None:
+    """Point MLflow's fluent API (and model loading) at ``uri``."""
+    mlflow.set_tracking_uri(uri)
+
+
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+def open_experiment(uri: str, name: str) -> str:
+    """Point MLflow at ``uri`` and return the id of experiment ``name``, creating it when missing.
+
+    A new experiment in a sqlite store keeps its artifacts in ``mlruns/<name>`` beside the
+    database file; MLflow's own default would be ./mlruns of whatever the current directory is.
+    """
+    mlflow.set_tracking_uri(uri)
+    try:
+        with quiet_store_errors():
+            client = _open_store(uri)
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                db = sqlite_path(uri)
+                location = (db.parent / "mlruns" / _slug(name)).as_uri() if db else None
+                try:
+                    return client.create_experiment(name, artifact_location=location)
+                except MlflowException as exc:
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it first
+                        raise
+                    experiment = client.get_experiment_by_name(name)
+    except Exception as exc:  # MLflow's own errors and the database driver's
+        raise TrackingError(store_problem(uri, exc)) from None
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"tracking.experiment={name!r} is deleted in {uri}; restore it with "
+            f"`mlflow experiments restore --experiment-id {experiment.experiment_id}` "
+            "or choose another name"
+        )
+    return experiment.experiment_id
+
+
+def store_problem(uri: str, exc: BaseException) -> str:
+    """One line for a store that cannot be used, saying what to do about the usual causes."""
+    while getattr(exc, "orig", None) is not None or exc.__cause__ is not None:  # the database driver's own words
+        exc = getattr(exc, "orig", None) or exc.__cause__
+    text, where = one_line(exc, 300), f"tracking.uri={redact(uri)!r}"
+    db = sqlite_path(uri)
+    if "readonly database" in text or "read-only file system" in text.lower():
+        return (
+            f"{where}: the database {db or ''} is read-only; make it and its folder writable, or point "
+            f"tracking.uri (or MLFLOW_TRACKING_URI) at a store you can write ({text})"
+        )
+    if "database is locked" in text:
+        return (
+            f"{where}: the database {db or ''} is locked by another process (an open transaction, or a "
+            f"network file system without locking); close that process or use another store ({text})"
+        )
+    if "unable to open database file" in text:
+        return f"{where}: cannot create or open the database {db or ''}: is its folder writable? ({text})"
+    return f"{where}: cannot open the MLflow store ({text})"
+
+
+def reachable_uri(uri: str, fallback_to_local: bool, root_dir: str) -> str:
+    """``uri`` itself, unless it is a tracking server that does not answer: then a one-line error
+    before any work (MLflow's client would retry for minutes), or with ``fallback_to_local`` the
+    project's own sqlite store, said in a warning."""
+    if urlparse(uri).scheme not in ("http", "https"):
+        return uri
+    problem = server_problem(uri)
+    if problem is None:
+        return uri
+    local = f"sqlite:///{Path(root_dir).resolve() / 'mlflow.db'}"
+    if fallback_to_local:
+        log.warning(
+            "tracking server %s does not answer (%s); tracking.fallback_to_local=true: logging to %s instead",
+            redact(uri),
+            problem,
+            local,
+        )
+        return local
+    raise TrackingError(
+        f"tracking.uri={redact(uri)!r} does not answer ({problem}): start the server "
+        "(mlflow server --host 127.0.0.1 --port <port>), fix tracking.uri or MLFLOW_TRACKING_URI, "
+        f"or add tracking.fallback_to_local=true to log to {local} instead"
+    )
+
+
+def server_problem(uri: str, timeout: float = 5.0) -> str | None:
+    """None when an MLflow server answers at ``uri`` (any HTTP answer counts: auth is MLflow's business),
+    else what went wrong (refused, timed out, unknown host)."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return one_line(reason if isinstance(reason, BaseException) else exc, 200) or type(exc).__name__
+
+
+def _open_store(uri: str) -> MlflowClient:
+    """A client whose store is ready. Opening a fresh sqlite store creates its tables, and two
+    processes doing that at once break each other in many ways (duplicate columns, migration
+    mismatches); holding a lock on the database's folder makes one create and the others wait."""
+    db = sqlite_path(uri)
+    if db is None or fcntl is None:
+        return MlflowClient()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(db.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        return MlflowClient()  # MLflow 3.17 opens the store (and creates the tables) right here
+    finally:
+        os.close(folder)  # closing releases the lock
+
+
+class _Held(logging.Filter):
+    """Keeps a logger's records back until we know whether they are news or part of an error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+@contextmanager
+def quiet_store_errors() -> Iterator[None]:
+    """MLflow logs a store error with its whole traceback before raising it; the raised error
+    becomes our one line, so its log record is dropped. Its warnings about Databricks credentials
+    are held back: shown if the store opens anyway, dropped when our line explains the failure."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    held, databricks = _Held(), logging.getLogger("mlflow.utils.databricks_utils")
+    databricks.addFilter(held)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        databricks.removeFilter(held)
+    for record in held.records:  # reached only when the store opened
+        databricks.handle(record)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "experiment"

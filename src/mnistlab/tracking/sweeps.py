@@ -1,0 +1,67 @@
+"""A sweep in the store: its parent run's client, the jobs that failed before their run started,
+the children left RUNNING, and the comparison logged to the parent."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+
+from mnistlab.reports.comparison import Report
+from mnistlab.tracking.parents import Sweep
+from mnistlab.tracking.runs import end_detached_run, record_failed_run
+
+
+def client(sweep: Sweep) -> MlflowClient:
+    return MlflowClient(tracking_uri=sweep.tracking_uri)
+
+
+def record_failed_job(sweep: Sweep, job: int, run_name: str, reason: str, tags: dict[str, str] | None = None) -> None:
+    """A job that failed before its run started still gets a (FAILED) child: the sweep's
+    table and the UI then show every job, not only the ones that got far enough. A run left
+    RUNNING (its process was killed, e.g. by SLURM) ends FAILED with ``reason``."""
+    mlflow_client = client(sweep)
+    runs = mlflow_client.search_runs([sweep.experiment_id], f"{sweep.runs_filter} and tags.`sweep.job` = '{job}'")
+    for run in runs:
+        if run.info.status == "RUNNING":
+            end_detached_run(mlflow_client, run.info.run_id, "FAILED", reason)
+    if runs:
+        return  # the run started and ended with its reason
+    record_failed_run(
+        mlflow_client,
+        sweep.experiment_id,
+        run_name,
+        {**(tags or {}), **sweep.child_tags(job), "failure_reason": reason},
+    )
+
+
+def end_running_children(sweep: Sweep, status: str, reason: str) -> int:
+    """End the children still RUNNING (their process is gone); returns how many children there are."""
+    mlflow_client = client(sweep)
+    children = [
+        run
+        for run in mlflow_client.search_runs([sweep.experiment_id], sweep.runs_filter)
+        if run.info.run_id != sweep.parent_run_id
+    ]
+    for run in children:
+        if run.info.status == "RUNNING":
+            end_detached_run(mlflow_client, run.info.run_id, status, reason)
+    return len(children)
+
+
+def parent_is_active(sweep: Sweep) -> bool:
+    try:
+        return client(sweep).get_run(sweep.parent_run_id).info.lifecycle_stage == "active"
+    except Exception:  # gone, or the store does not answer: nothing to continue
+        return False
+
+
+def log_summary(client: MlflowClient, run_id: str, report: Report) -> None:
+    """A comparison's tables, JSON, figure, and its best run and configuration, on a run (a sweep's parent)."""
+    texts, figures, metrics, tags = report.summary()
+    for path, text in texts.items():
+        client.log_text(run_id, text, path)
+    for path, figure in figures.items():
+        client.log_figure(run_id, figure, path)
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
