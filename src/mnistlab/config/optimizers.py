@@ -64,3 +64,23 @@ class RMSpropConfig(OptimizerConfig):
     momentum: float = rule(0.0, ge=0, lt=1)
     epsilon: float = rule(1e-7, gt=0)
     centered: bool = False
+
+
+@OPTIMIZERS.register("adamw")
+@dataclass
+class AdamWConfig(OptimizerConfig):
+    keras_class = "AdamW"
+    weight_decay: Optional[float] = rule(0.004, ge=0)
+    beta_1: float = rule(0.9, ge=0, lt=1)
+    beta_2: float = rule(0.999, ge=0, lt=1)
+    epsilon: float = rule(1e-7, gt=0)
+    amsgrad: bool = False
+
+
+@OPTIMIZERS.register("nadam")
+@dataclass
+class NadamConfig(OptimizerConfig):
+    keras_class = "Nadam"
+    beta_1: float = rule(0.9, ge=0, lt=1)
+    beta_2: float = rule(0.999, ge=0, lt=1)
+    epsilon: float = rule(1e-7, gt=0)
