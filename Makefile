@@ -1,13 +1,15 @@
 # The two commands README gives for a fresh machine (Python 3.10+, network):
 #   make run    creates .venv, installs mnistlab, trains the default experiment
 #   make test   creates .venv, installs mnistlab with its test tools, runs the whole suite
+#   make test-fast  the unit and in-process tests (under 3 minutes): the loop while changing code
+#   make lint       ruff (lint, format) and the import contract
 # Extra arguments: make run ARGS="model=tiny_cnn trainer.epochs=5"   make test PYTEST_ARGS="-m 'not slow'"
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test ui
+.PHONY: install run test test-fast lint ui
 
 install: $(BIN)/.installed
 
@@ -23,6 +25,14 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m fast $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks run.py
+	$(BIN)/ruff format --check src tests benchmarks run.py
+	$(BIN)/lint-imports
 
 ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

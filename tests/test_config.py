@@ -13,6 +13,8 @@ from conftest import CONF_DIR, ROOT, run_cli
 from mnistlab.config import validate
 from mnistlab.core.errors import ConfigError
 
+pytestmark = pytest.mark.fast  # make test-fast: no training, no subprocess runs of training
+
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 OPTIMIZERS = sorted(p.stem for p in (CONF_DIR / "optimizer").glob("*.yaml"))
 LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))

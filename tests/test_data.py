@@ -15,6 +15,8 @@ import pytest
 from mnistlab.core.errors import ConfigError, DataError
 from mnistlab.data import IDX_FILES, MNIST_SHA256, encode_labels, load_mnist, prepare, read_idx
 
+pytestmark = pytest.mark.fast  # make test-fast: no training, no subprocess runs of training
+
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """Written out by hand from the IDX spec, independently of the loader."""

@@ -40,6 +40,7 @@ def small_fashion(folder: Path, train: int = 400, test: int = 200, gz: bool = Tr
     return sums
 
 
+@pytest.mark.fast
 def test_fashion_mnist_is_registered_with_its_published_files():
     assert {"mnist", "fashion_mnist"} <= set(DATASETS.names())
     spec = DATASETS["fashion_mnist"]
@@ -49,6 +50,7 @@ def test_fashion_mnist_is_registered_with_its_published_files():
     assert spec.checksums["train-images-idx3-ubyte"].startswith("08dc20ab1689590a")
 
 
+@pytest.mark.fast
 def test_the_gzip_checksums_are_checked_file_by_file(tmp_path):
     sums = small_fashion(tmp_path)
     raw = load(FASHION_MNIST, tmp_path, checksums=sums)  # the sums of the files as written: accepted
@@ -61,6 +63,7 @@ def test_the_gzip_checksums_are_checked_file_by_file(tmp_path):
     assert load(FASHION_MNIST, tmp_path, verify=False).x_test.shape == (200, 28, 28)
 
 
+@pytest.mark.fast
 def test_uncompressed_files_cannot_be_checked_against_gzip_sums(tmp_path):
     small_fashion(tmp_path, gz=False)
     with pytest.raises(DataError, match=r"published SHA-256 sums are of the \.gz files"):
@@ -108,6 +111,7 @@ def test_without_files_the_error_names_the_dataset_and_its_variable(tmp_path, st
     assert not Path(store[len("sqlite:///") :]).exists()  # refused before the store was opened
 
 
+@pytest.mark.fast
 def test_an_unknown_dataset_is_refused_before_anything_loads(compose_cfg):
     from mnistlab.config import validate
     from mnistlab.core.errors import ConfigError

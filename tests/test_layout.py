@@ -12,6 +12,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.fast  # make test-fast: no training, no subprocess runs of training
+
 BIN = Path(sys.executable).parent
 PACKAGES = sorted(p.parent.name for p in (ROOT / "src" / "mnistlab").glob("*/__init__.py"))
 

@@ -171,6 +171,7 @@ def test_the_table_names_the_model_and_the_top_three(trained, rendered):
         assert len(cells) == 3 + 3 * 2  # three (digit, probability) pairs
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("variant", ["transparent", "wide canvas", "small", "exif rotated", "bmp"])
 def test_preprocessing_gives_back_the_mnist_digit(variant, mnist_dir, tmp_path):
     """Cases the rendered set does not cover, on real test digits: no model needed."""
@@ -222,6 +223,7 @@ def _bad_files(folder: Path) -> dict[str, Path]:
     }
 
 
+@pytest.mark.fast
 def test_unusable_images_are_refused_one_line_each_before_any_model_loads(tmp_path):
     bad = _bad_files(tmp_path / "in")
     order = ["text", "blank", "truncated", "missing", "folder"]

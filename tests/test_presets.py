@@ -21,17 +21,20 @@ BEST = ("best_tiny_cnn", "best_cnn", "best_dense")
 PRESETS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
 
 
+@pytest.mark.fast
 def test_every_preset_of_the_issue_exists():
     assert {*BASELINES, *BEST} <= set(PRESETS)
     assert (ROOT / "experiments" / "sweeps" / "baselines.yaml").is_file()
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("preset", PRESETS)
 def test_each_preset_composes_and_validates(compose_cfg, preset):
     cfg = validate(compose_cfg([f"experiment={preset}"]))
     assert cfg.tracking.tags.preset == preset
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("preset", sorted(BASELINES))
 def test_baseline_presets_match_the_published_setup(compose_cfg, preset):
     cfg = validate(compose_cfg([f"experiment={preset}"]))
@@ -49,6 +52,7 @@ def _keras_model(cfg):
     return build_model(cfg.model.name, cfg.model.layers, (28, 28, 1), 10)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("preset", BEST)
 def test_best_presets_keep_their_architecture_character(compose_cfg, preset):
     cfg = validate(compose_cfg([f"experiment={preset}"]))

@@ -232,6 +232,7 @@ def _search(tmp_path: Path, outcomes: list, **settings) -> tuple[Search, list[li
     return Search(conf, space, str(tmp_path), tmp_path / "sweep", launch), launched
 
 
+@pytest.mark.fast
 def test_raising_and_nan_trials_fail_with_their_reason_and_the_search_goes_on(tmp_path):
     outcomes = [
         _job(error=RuntimeError("boom")),
@@ -271,6 +272,7 @@ def test_raising_and_nan_trials_fail_with_their_reason_and_the_search_goes_on(tm
     assert link_file.stat().st_mode & 0o777 == 0o600  # it holds the storage URL, password and all
 
 
+@pytest.mark.fast
 def test_one_failure_more_than_max_failures_stops_the_search(tmp_path):
     runner, _ = _search(
         tmp_path, [_job(0.5), _job(float("nan")), _job(error=ValueError("x")), _job(0.9)], n_trials=3, max_failures=1
@@ -280,12 +282,14 @@ def test_one_failure_more_than_max_failures_stops_the_search(tmp_path):
     assert "stopped after 2 failed trials" in result.problem()
 
 
+@pytest.mark.fast
 def test_n_jobs_asks_a_batch_and_never_more_than_the_study_needs(tmp_path):
     runner, launched = _search(tmp_path, [_job(v) for v in np.linspace(0.1, 0.5, 5)], n_trials=5, n_jobs=2)
     runner.run()
     assert len(launched) == 5 and len(study(tmp_path, "rules").trials) == 5  # batches of 2, 2, then 1
 
 
+@pytest.mark.fast
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the orphan is asked outside Study.optimize
 def test_a_trial_whose_heartbeat_stopped_on_another_host_is_failed_and_retried(tmp_path, monkeypatch):
     """Another machine's worker died mid-trial: its pid means nothing here, its heartbeat tells."""
@@ -321,12 +325,14 @@ def test_a_trial_whose_heartbeat_stopped_on_another_host_is_failed_and_retried(t
         ({"seed": "3"}, "nothing to search"),
     ],
 )
+@pytest.mark.fast
 def test_bad_search_spaces_are_refused_naming_the_key(params, message):
     with pytest.raises(ConfigError) as info:
         parse(params, [])
     assert message in str(info.value)
 
 
+@pytest.mark.fast
 def test_search_space_syntax_becomes_optuna_distributions():
     space = parse(
         {

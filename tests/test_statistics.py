@@ -12,6 +12,8 @@ from scipy import stats
 from mnistlab.reports import statistics
 from mnistlab.reports.comparison import Group, RunRow, build_groups
 
+pytestmark = pytest.mark.fast  # make test-fast: no training, no subprocess runs of training
+
 
 def wilson_by_formula(correct: int, total: int, z: float = 1.959963984540054) -> tuple[float, float]:
     p = correct / total

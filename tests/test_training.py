@@ -52,6 +52,7 @@ def test_steps_per_execution_changes_speed_not_results(small_data, steps_per_exe
     }
 
 
+@pytest.mark.fast
 def test_each_epoch_is_reported_with_time_and_learning_rate(small_data):
     _, result, epochs = _train(small_data, steps_per_execution=8)
     expected = ["accuracy", "epoch_time_s", "loss", "lr", "val_accuracy", "val_loss"]
@@ -88,6 +89,7 @@ def test_one_pass_evaluation_matches_keras_evaluate(mnist_dir, loss):
     assert probabilities.shape == (10000, 10)
 
 
+@pytest.mark.fast
 def test_interrupts_wait_for_a_store_write_to_end():
     """Ctrl-C in the middle of a sqlite commit used to leave the run locked out of its own store
     (left RUNNING): inside interrupts.deferred the signal is held, then raised."""
@@ -115,6 +117,7 @@ def _swallowing_the_interrupt() -> None:
         raise TypeError("Failed to convert elements of (None,) to Tensor") from None
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("signal_sent", [True, False])
 def test_an_error_raised_after_ctrl_c_is_the_interrupt(signal_sent):
     """CI saw a sweep job end FAILED with TensorFlow's TypeError instead of KILLED: Ctrl-C had come
@@ -132,6 +135,7 @@ def test_an_error_raised_after_ctrl_c_is_the_interrupt(signal_sent):
             raise TypeError("a real bug")
 
 
+@pytest.mark.fast
 def test_a_signal_whose_interrupt_was_swallowed_stops_at_the_next_check():
     """CI saw a SIGTERMed run train on to FINISHED (exit 0): the interrupt had been raised where it
     was discarded. The epoch-end check (interrupts.check, in every run's epoch callback) raises it."""

@@ -112,6 +112,7 @@ def test_no_secret_from_the_environment_reaches_mlflow(recorded):
     assert run.data.tags["ticket"] == "***" and run.data.params["tracking.tags.ticket"] == "***"
 
 
+@pytest.mark.fast
 def test_redaction_covers_url_passwords_and_secret_variables(monkeypatch):
     from mnistlab.core.redaction import redact
 
@@ -121,6 +122,7 @@ def test_redaction_covers_url_passwords_and_secret_variables(monkeypatch):
     assert redact(text) == "uri=http://alice:***@host:5000 token=*** epochs=123456"
 
 
+@pytest.mark.fast
 def test_the_ray_launcher_printing_the_jobs_environment_is_redacted(monkeypatch, caplog):
     """hydra-ray-launcher logs every ray.init argument, the jobs' environment variables included."""
     import logging
