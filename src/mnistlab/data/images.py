@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistlab.core.errors import MnistlabError
 from mnistlab.data.prepare import images_for_model
@@ -61,8 +62,6 @@ def prepare(path: str | Path) -> Prepared:
 
 def read_grey(path: Path) -> np.ndarray:
     """Any image Pillow reads, as uint8 grey levels; transparency is laid on white paper."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
@@ -104,8 +103,6 @@ def to_mnist(grey: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _scaled(digit: np.ndarray, factor: float) -> np.ndarray:
     """Resampled with Lanczos (anti-aliased going down, smooth going up), values kept in [0, 1]."""
-    from PIL import Image
-
     height, width = digit.shape
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     resized = Image.fromarray(digit.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)
@@ -131,8 +128,6 @@ def _centred(digit: np.ndarray) -> np.ndarray:
 
 def save_png(pixels: np.ndarray, path: Path) -> Path:
     """The 28x28 image the model saw, as a grey PNG."""
-    from PIL import Image
-
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
     return path

@@ -4,6 +4,7 @@ every source checked against the published SHA-256 sums, then for consistency.""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import zlib
 from collections.abc import Mapping
@@ -116,8 +117,6 @@ def _read_npz(path: Path) -> dict:
 
 
 def _download_with_keras(spec: DatasetSpec, verify: bool, sums: Mapping[str, str]) -> tuple[dict, dict]:
-    import importlib
-
     module = importlib.import_module(f"keras.datasets.{spec.keras_dataset}")  # only here: Keras costs seconds
     try:
         (x_train, y_train), (x_test, y_test) = module.load_data()

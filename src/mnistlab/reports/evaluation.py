@@ -8,6 +8,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from mnistlab.reports import statistics
 
@@ -67,8 +68,6 @@ class TestReport:
 
 def predictions_frame(labels: np.ndarray, probabilities: np.ndarray):
     """One row per test image: index, label, predicted class, and each class's probability (float32)."""
-    import pandas as pd
-
     columns = {
         "index": np.arange(len(labels), dtype=np.int32),
         "label": labels.astype(np.int16),

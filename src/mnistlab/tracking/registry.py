@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import mlflow.pyfunc
 import numpy as np
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
@@ -90,8 +91,6 @@ def best_run(client: MlflowClient, experiment: str) -> Chosen:
 def load(chosen: Chosen) -> Callable[[np.ndarray], np.ndarray]:
     """A function from images (N, 28, 28, 1) to class probabilities (N, 10). Keras models load with
     safe mode on (``tracking.models.load_keras_model``); a model of another flavour through pyfunc."""
-    import mlflow.pyfunc
-
     from mnistlab.tracking import models  # TensorFlow: only for the commands that load a model
 
     try:
