@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any
 
-#: the largest count TensorFlow takes for epochs, steps, batch sizes and threads (int32); larger
-#: values used to fail deep inside TensorFlow with a misleading error
+#: the largest count TensorFlow takes for epochs, steps, batch sizes and threads (int32): larger
+#: values are refused here, with the limit named, instead of deep inside TensorFlow
 MAX_COUNT = 2**31 - 1
 
 

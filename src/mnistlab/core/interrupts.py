@@ -1,11 +1,9 @@
 """Ctrl-C and SIGTERM during a run: raised as exceptions, remembered, or held back during writes.
 
 Remembering matters because TensorFlow does not always let a KeyboardInterrupt through: raised
-inside Python code that TensorFlow called (a dataset generator, a callback), it can come out as
-some other error (seen: ``TypeError: Failed to convert elements of (None,) to Tensor``), or not at
-all (seen: a SIGTERMed run that trained on and ended FINISHED). A run that failed while a signal
-had arrived was interrupted, and must end KILLED, not FAILED; one that lost the interrupt stops
-at the next epoch's end (``check``).
+inside Python code that TensorFlow called, it can come out as another error, or not at all. A run
+that failed while a signal had arrived was interrupted and ends KILLED, not FAILED; one whose
+interrupt was lost stops at the next epoch's end (``check``).
 """
 
 from __future__ import annotations
@@ -50,8 +48,8 @@ def raised() -> Iterator[None]:
 
 
 def check() -> None:
-    """Raise the interrupt for a signal that arrived but whose exception never came out (CI saw
-    a SIGTERMed run train on to FINISHED, exit 0: raised inside code that discarded it)."""
+    """Raise the interrupt for a signal that arrived but whose exception never came out (raised
+    inside code that discarded it)."""
     if _received:
         raise Terminated() if _received[0] == signal.SIGTERM else KeyboardInterrupt()
 

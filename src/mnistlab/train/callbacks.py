@@ -174,8 +174,8 @@ class Reporter(keras.callbacks.Callback):
 
 
 class InterruptCheck(keras.callbacks.Callback):
-    """A signal whose interrupt never came out of TensorFlow (CI saw a SIGTERMed run train on to
-    FINISHED): raised here, after the epoch is checkpointed and logged."""
+    """A signal whose interrupt never came out of TensorFlow: raised here, after the epoch is
+    checkpointed and logged."""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         interrupts.check()
