@@ -37,13 +37,35 @@ WORKERS = 4  # processes writing at the same time
 JOBS_PER_WORKER = 4  # 16 training runs in all
 RUNS = WORKERS * JOBS_PER_WORKER
 EPOCHS = 3
-# One point per epoch, at step = epoch (tracking.log_epoch): Keras's logs plus _EpochReporter's two.
+# One point per epoch, at step = epoch (tracking.logger.RunLog.epoch): Keras's logs plus EpochHistory's two.
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s")
-# One point each, logged once after training (runner.run).
-FINALS = ("num_params", "test_loss", "test_accuracy", "train_time_s", "epochs_run", "time_per_epoch_s", "wall_time_s")
+# One point each, logged once (runner.record): the image counts before training, the rest after.
+FINALS = (
+    "num_params",
+    "test_loss",
+    "test_accuracy",
+    "train_time_s",
+    "epochs_run",
+    "time_per_epoch_s",
+    "wall_time_s",
+    "train_images",
+    "val_images",
+    "test_images",
+    "test_accuracy_ci_low",
+    "test_accuracy_ci_high",
+    *(f"test_recall_{digit}" for digit in range(10)),
+)
 POINTS_PER_RUN = len(CURVES) * EPOCHS + len(FINALS)
-# What a sweep's parent gets when it ends (sweep.SweepTracker / comparison.Report.log_to).
-PARENT_METRICS = ("best_test_accuracy", "best_test_loss", "runs_finished", "runs_failed")
+# What a sweep's parent gets when it ends (sweeps.tracker.SweepTracker / reports.comparison.Report.summary).
+PARENT_METRICS = (
+    "best_test_accuracy",
+    "best_test_loss",
+    "runs_finished",
+    "runs_failed",
+    "configurations",
+    "best_group_mean_test_accuracy",
+    "groups_tied_with_best",
+)
 # Small and quick: the point is the writing, not the learning.
 TRAIN = ("model=mlp12", "data.limit=300", f"trainer.epochs={EPOCHS}", "tracking.log_model=false")
 LOCKED = ("database is locked", "OperationalError")
