@@ -28,7 +28,7 @@ from mnistlab.config import validate
 from mnistlab.core import interrupts
 from mnistlab.core.errors import ConfigError, one_line
 from mnistlab.core.exits import describe, exit_for
-from mnistlab.core.redaction import Redacted
+from mnistlab.core.redaction import Redacted, redact
 from mnistlab.sweeps.trial import TrialLink
 from mnistlab.tracking.links import where_to_look
 from mnistlab.tracking.parents import Sweep
@@ -105,6 +105,7 @@ def task(cfg: DictConfig) -> float | None:
     reports it and the sweep exits non-zero.
     """
     job = Job.current()
+    _redact_log_files()
     run_name = job.run_name
     try:
         valid = validate(cfg)
@@ -135,8 +136,16 @@ def task(cfg: DictConfig) -> float | None:
         if os.environ.get(ONE_LINE_ERRORS) and not job.in_sweep:
             exit_for(exc, job.output_dir)  # else Hydra reports it, adding lines of its own
         raise
-    print(summary(result, result.config or valid), flush=True)
+    print(redact(summary(result, result.config or valid)), flush=True)
     return result.objective
+
+
+def _redact_log_files() -> None:
+    """The job's log file (and the terminal's log lines) through the redaction filter: Hydra set
+    up its handlers just before calling the task."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, Redacted) for f in handler.filters):
+            handler.addFilter(Redacted())
 
 
 def _check_resume(valid: DictConfig, job: Job) -> None:
@@ -153,7 +162,7 @@ def _job_failed(exc: Exception, job: Job, run_name: str) -> float:
     message, _ = describe(exc, job.output_dir)
     if not os.environ.get(ONE_LINE_ERRORS):
         traceback.print_exception(type(exc), exc, exc.__traceback__)
-    print(f"error: job {job.number} ({run_name}): {message}", file=sys.stderr, flush=True)
+    print(redact(f"error: job {job.number} ({run_name}): {message}"), file=sys.stderr, flush=True)
     try:
         from mnistlab.tracking import sweeps  # MLflow, for a job that may have failed before loading it
 

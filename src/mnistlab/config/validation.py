@@ -16,12 +16,14 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 
 from mnistlab.config.callbacks import CALLBACKS
 from mnistlab.config.fields import MAX_COUNT
+from mnistlab.config.groups import flatten
 from mnistlab.config.losses import LOSSES
 from mnistlab.config.optimizers import OPTIMIZERS
 from mnistlab.config.registry import Registry
 from mnistlab.config.schedulers import SCHEDULERS
 from mnistlab.config.schema import DROPOUT_LAYERS, MODEL_NAME, Config
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.redaction import secret_in
 
 #: the groups whose keys depend on the option named by their ``name``
 NAMED_GROUPS: dict[str, Registry] = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES}
@@ -72,6 +74,7 @@ def validate(cfg: DictConfig) -> DictConfig:
             typed.model.name,
         )
     _check_layers(typed.model.layers)
+    _check_no_secret_names(typed)
     # each option's own rules that tie it to the rest of the config
     for group, registry in NAMED_GROUPS.items():
         registry.instance(typed[group]).check(typed)
@@ -124,6 +127,21 @@ def _check_rules(node: DictConfig, schema: type, prefix: str) -> None:
             raise ConfigError(key, _bounds_text(ge, gt, lt), value)
         if meta.get("le") is not None and value > meta["le"]:
             raise ConfigError(key, f"must be <= {meta['le']}", value)
+
+
+def _check_no_secret_names(cfg: DictConfig) -> None:
+    """Names that end up where masking cannot reach (the model file holds the model's and its layers'
+    names; the experiment's name identifies it) must not hold a secret from the environment."""
+    named = {f"model.{key}": value for key, value in flatten(OmegaConf.to_container(cfg.model)).items()}
+    named["tracking.experiment"] = cfg.tracking.experiment
+    for key, value in named.items():
+        variable = secret_in(value)
+        if variable:
+            raise ConfigError(
+                key,
+                f"holds the value of ${variable}, which is kept out of everything mnistlab writes; "
+                "the saved model and the experiment keep their names as they are: choose another",
+            )
 
 
 def _check_tracking(tracking: DictConfig) -> None:

@@ -17,6 +17,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from mnistlab.core.errors import MnistlabError, Terminated, one_line
+from mnistlab.core.redaction import redact
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
@@ -24,7 +25,7 @@ EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 def exit_for(exc: BaseException, output_dir: str | None = None) -> None:
     """Print ``exc`` as one line on stderr and exit with the code that says what happened."""
     message, code = describe(exc, output_dir)
-    message = " ".join(message.splitlines())  # one line, whatever text it quotes
+    message = " ".join(redact(message).splitlines())  # one line, whatever text it quotes
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
 
@@ -105,7 +106,7 @@ def hydra_error_line(exc: BaseException) -> str:
 def _save_traceback(exc: BaseException, output_dir: str) -> str | None:
     path = Path(output_dir) / "traceback.txt"
     try:
-        path.write_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        path.write_text(redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
     except OSError:
         return None
     return str(path)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from mnistlab.config.groups import GROUP_TAG, flatten, group_id
 from mnistlab.core import interrupts
-from mnistlab.core.redaction import redact_all
+from mnistlab.core.redaction import redact_tree
 from mnistlab.data.prepare import Dataset
 from mnistlab.data.registry import DatasetSpec
 from mnistlab.reports import figures
@@ -57,7 +57,7 @@ def tags(
     found = {
         **provenance.environment_tags(cfg.root_dir, output_dir),
         **cfg.tracking.tags,
-        GROUP_TAG: group_id(redact_all(flatten(resolved))),
+        GROUP_TAG: group_id(flatten(redact_tree(resolved))),
     }
     if sweep is not None:
         nested = (sweep.tracking_uri, sweep.experiment_id) == (where.tracking_uri, where.experiment_id)

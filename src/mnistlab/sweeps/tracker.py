@@ -170,8 +170,10 @@ class SweepTracker(Callback):
             sweeps.log_summary(client, sweep.parent_run_id, report)
             configurations = plural(len(report.groups), "configuration")
             print(
-                f"\nsweep {sweep.sweep_id}: {len(rows)} runs in {configurations}, ranked by test accuracy\n"
-                f"{report.text()}\n",
+                redact(
+                    f"\nsweep {sweep.sweep_id}: {len(rows)} runs in {configurations}, ranked by test accuracy\n"
+                    f"{report.text()}\n"
+                ),
                 flush=True,
             )
             for line in links.where_to_look(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id):

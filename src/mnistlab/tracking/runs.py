@@ -4,7 +4,6 @@ failed before training); a run's record of its output folder."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import traceback
 from collections.abc import Iterator, Mapping
@@ -18,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from mnistlab.core import interrupts
 from mnistlab.core.errors import ConfigError, TrackingError, one_line
 from mnistlab.core.redaction import redact_all
+from mnistlab.tracking.safe import SafeClient, safe_run_name
 from mnistlab.tracking.store import quiet_store_errors, store_problem
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ def active_run(
     experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: str | None = None
 ) -> Iterator[mlflow.ActiveRun]:
     """A run that always ends in a true state: FINISHED, KILLED (interrupt) or FAILED (with a reason).
-    ``run_id``: continue that run (resume) instead of starting a new one."""
+    ``run_id``: continue that run (resume) instead of starting a new one. Ending it holds Ctrl-C and
+    SIGTERM back: a second signal while the run is being marked would leave it RUNNING."""
     try:
         with quiet_store_errors():
             run = _start_or_continue(experiment_id, run_name, tags, run_id)
@@ -38,35 +39,42 @@ def active_run(
         yield run
     except BaseException as exc:
         interrupt = interrupts.as_interrupt(exc)  # TensorFlow can turn Ctrl-C into another error
-        if not isinstance(interrupt, KeyboardInterrupt):
-            _end_quietly(RunStatus.FAILED, f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc())
-            raise
-        _end_quietly(RunStatus.KILLED, "interrupted")
-        log.warning("MLflow run %s marked KILLED; the epochs logged so far are kept", run.info.run_id)
-        if interrupt is exc:
+        with interrupts.deferred():
+            if not isinstance(interrupt, KeyboardInterrupt):
+                _end_quietly(
+                    run.info.run_id, RunStatus.FAILED, f"{type(exc).__name__}: {one_line(exc)}", traceback.format_exc()
+                )
+            else:
+                _end_quietly(run.info.run_id, RunStatus.KILLED, "interrupted")
+                log.warning("MLflow run %s marked KILLED; the epochs logged so far are kept", run.info.run_id)
+        if interrupt is exc or not isinstance(interrupt, KeyboardInterrupt):
             raise
         raise interrupt from exc
-    mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+    with interrupts.deferred():
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
 def _start_or_continue(
     experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: str | None
 ) -> mlflow.ActiveRun:
     if run_id is None:
-        return mlflow.start_run(experiment_id=experiment_id, run_name=fitting_name(run_name), tags=redact_all(tags))
+        return mlflow.start_run(experiment_id=experiment_id, run_name=safe_run_name(run_name), tags=redact_all(tags))
     run = mlflow.start_run(run_id=run_id)
-    mlflow.set_tags(redact_all(tags))
+    client = SafeClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
     if "failure_reason" in run.data.tags:  # why the first part ended; the run goes on now
-        MlflowClient().delete_tag(run_id, "failure_reason")
+        client.delete_tag(run_id, "failure_reason")
     return run
 
 
-def _end_quietly(status: int, reason: str, details: str | None = None) -> None:
+def _end_quietly(run_id: str, status: int, reason: str, details: str | None = None) -> None:
     """End the run without masking the exception that ended it (the store may be the problem)."""
+    client = SafeClient()
     try:
-        mlflow.set_tag("failure_reason", reason)
+        client.set_tag(run_id, "failure_reason", reason)
         if details:
-            mlflow.log_text(details, "traceback.txt")
+            client.log_text(run_id, details, "traceback.txt")
     except Exception as exc:
         log.warning("could not record why the run ended: %s", one_line(exc))
     try:
@@ -75,39 +83,29 @@ def _end_quietly(status: int, reason: str, details: str | None = None) -> None:
         log.warning("could not mark the run %s: %s", RunStatus.to_string(status), one_line(exc))
 
 
-MAX_RUN_NAME = 250  # MLflow's column; PostgreSQL refuses longer names (sqlite does not check)
-
-
-def fitting_name(name: str) -> str:
-    """A run name MLflow's SQL stores take: long ones (a search's overrides) are cut, with a hash
-    of the whole so that two cut names still differ."""
-    if len(name) <= MAX_RUN_NAME:
-        return name
-    return f"{name[: MAX_RUN_NAME - 10]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
 def start_detached_run(
-    experiment_id: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, str] = {}
+    experiment_id: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, str] | None = None
 ) -> str:
     """A run outside the fluent API's active-run stack (a sweep's parent stays open while the
     jobs, possibly in this same process, start and end their own runs)."""
-    mlflow_client = MlflowClient()
-    run = mlflow_client.create_run(experiment_id, run_name=fitting_name(run_name), tags=dict(tags))
+    client = SafeClient()
+    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
     if params:
-        mlflow_client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     return run.info.run_id
 
 
-def end_detached_run(mlflow_client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
+def end_detached_run(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
+    """``client``: a SafeClient (tracking.store.client), so that the reason is redacted."""
     if reason:
-        mlflow_client.set_tag(run_id, "failure_reason", reason)
-    mlflow_client.set_terminated(run_id, status)
+        client.set_tag(run_id, "failure_reason", reason)
+    client.set_terminated(run_id, status)
 
 
-def record_failed_run(mlflow_client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
+def record_failed_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> str:
     """A FAILED run for a job that failed before training (tags say why)."""
-    run = mlflow_client.create_run(experiment_id, run_name=fitting_name(run_name), tags=dict(tags))
-    mlflow_client.set_terminated(run.info.run_id, "FAILED")
+    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    client.set_terminated(run.info.run_id, "FAILED")
     return run.info.run_id
 
 

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from mnistlab.core.errors import TrackingError, one_line
 from mnistlab.core.redaction import redact
+from mnistlab.tracking.safe import SafeClient
 
 try:
     import fcntl
@@ -42,7 +43,7 @@ def existing_store(uri: str) -> MlflowClient:
         raise TrackingError(
             f"no MLflow store at {db}: run `python run.py` first, or pass --uri (or set MLFLOW_TRACKING_URI)"
         )
-    return MlflowClient(tracking_uri=uri)
+    return SafeClient(tracking_uri=uri)
 
 
 def use(uri: str) -> None:
@@ -50,8 +51,9 @@ def use(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
-def client(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri)
+def client(uri: str) -> SafeClient:
+    """A client whose writes are redacted (tracking.safe)."""
+    return SafeClient(tracking_uri=uri)
 
 
 def open_experiment(uri: str, name: str) -> str:

@@ -8,10 +8,11 @@ from mlflow.tracking import MlflowClient
 from mnistlab.reports.comparison import Report
 from mnistlab.tracking.parents import Sweep
 from mnistlab.tracking.runs import end_detached_run, record_failed_run
+from mnistlab.tracking.safe import SafeClient
 
 
-def client(sweep: Sweep) -> MlflowClient:
-    return MlflowClient(tracking_uri=sweep.tracking_uri)
+def client(sweep: Sweep) -> SafeClient:
+    return SafeClient(tracking_uri=sweep.tracking_uri)
 
 
 def record_failed_job(sweep: Sweep, job: int, run_name: str, reason: str, tags: dict[str, str] | None = None) -> None:

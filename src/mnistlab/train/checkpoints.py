@@ -21,6 +21,7 @@ from typing import Any
 
 from mnistlab.core import processes
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.redaction import redact
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "last.json"
@@ -79,7 +80,7 @@ def write(directory: Path, epochs_done: int, weights_file: str, state: dict[str,
         "pid": os.getpid(),
     }
     tmp = directory / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
+    tmp.write_text(redact(json.dumps(state, indent=1)))  # the run's resolved config: no secret on disk
     os.replace(tmp, directory / STATE_FILE)
     for old in directory.glob(WEIGHTS_PATTERN):
         if old.name != weights_file:
