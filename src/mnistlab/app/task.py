@@ -108,10 +108,9 @@ def task(cfg: DictConfig) -> float | None:
     _redact_log_files()
     run_name = job.run_name
     try:
+        _check_resume(job)  # before anything else: the other overrides are what resume= cannot take
         valid = validate(cfg)
         run_name = valid.tracking.run_name or run_name
-        if valid.resume:
-            _check_resume(valid, job)
         with interrupts.raised():
             from mnistlab import runner  # TensorFlow and MLflow load here, after validation
 
@@ -148,12 +147,15 @@ def _redact_log_files() -> None:
             handler.addFilter(Redacted())
 
 
-def _check_resume(valid: DictConfig, job: Job) -> None:
+def _check_resume(job: Job) -> None:
+    """``resume=`` on the command line: not in a sweep, and nothing else that would change the run."""
+    overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)  # as typed
+    given = [o.split("=", 1)[1] for o in overrides if "=" in o and o.split("=", 1)[0].lstrip("+~") == "resume"]
+    if not given:
+        return
     if job.in_sweep:
-        raise ConfigError(
-            "resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)", valid.resume
-        )
-    check_overrides(list(HydraConfig.get().overrides.task))
+        raise ConfigError("resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)", given[0])
+    check_overrides(overrides)
 
 
 def _job_failed(exc: Exception, job: Job, run_name: str) -> float:

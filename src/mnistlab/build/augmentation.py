@@ -17,8 +17,9 @@ def with_augmentation(model: keras.Model, augment: Mapping, seed: int) -> keras.
     if augment["rotation"]:
         layers.append(keras.layers.RandomRotation(augment["rotation"] / 360, fill_mode="constant", seed=seed + 1))
     if augment["shift"]:
-        layers.append(keras.layers.RandomTranslation(augment["shift"], augment["shift"], fill_mode="constant",
-                                                     seed=seed + 2))
+        layers.append(
+            keras.layers.RandomTranslation(augment["shift"], augment["shift"], fill_mode="constant", seed=seed + 2)
+        )
     if augment["zoom"]:
         layers.append(keras.layers.RandomZoom(augment["zoom"], fill_mode="constant", seed=seed + 3))
     if not layers:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import keras
 
@@ -19,12 +19,16 @@ from mnistlab.core.errors import ConfigError, one_line
 
 def layer_classes() -> dict[str, type]:
     """Every public keras.layers class, by name."""
-    return {name: obj for name, obj in vars(keras.layers).items()
-            if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer) and not name.startswith("_")}
+    return {
+        name: obj
+        for name, obj in vars(keras.layers).items()
+        if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer) and not name.startswith("_")
+    }
 
 
-def build_model(name: str, layers: Iterable[Mapping[str, Any]], input_shape: tuple[int, ...],
-                num_classes: int) -> keras.Sequential:
+def build_model(
+    name: str, layers: Iterable[Mapping[str, Any]], input_shape: tuple[int, ...], num_classes: int
+) -> keras.Sequential:
     """A Sequential stack; each config error names the layer (model.layers.N) that caused it.
 
     Under a mixed-precision policy the last layer computes in float32 (Keras's advice: the
@@ -48,8 +52,11 @@ def build_model(name: str, layers: Iterable[Mapping[str, Any]], input_shape: tup
         except (TypeError, ValueError) as exc:
             raise ConfigError(key, f"Keras refused this {layer_type}: {one_line(exc, 300)}", dict(spec)) from None
     if model.output_shape[-1] != num_classes or len(model.output_shape) != 2:
-        raise ConfigError("model.layers", f"the model outputs shape {model.output_shape[1:]}, expected "
-                          f"({num_classes},): one probability per class (did you forget Flatten?)")
+        raise ConfigError(
+            "model.layers",
+            f"the model outputs shape {model.output_shape[1:]}, expected "
+            f"({num_classes},): one probability per class (did you forget Flatten?)",
+        )
     return model
 
 
@@ -59,8 +66,14 @@ def summary_text(model: keras.Model) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compile_model(model: keras.Model, opt: Mapping, loss: Mapping, trainer: Mapping,
-                  learning_rate: LearningRate | None = None) -> None:
+def compile_model(
+    model: keras.Model, opt: Mapping, loss: Mapping, trainer: Mapping, learning_rate: LearningRate | None = None
+) -> None:
     """The optimizer (with its schedule), the loss and the accuracy metric; Keras's execution settings."""
-    model.compile(optimizer=make_optimizer(opt, learning_rate), loss=make_loss(loss), metrics=["accuracy"],
-                  steps_per_execution=trainer["steps_per_execution"], jit_compile=trainer["jit_compile"])
+    model.compile(
+        optimizer=make_optimizer(opt, learning_rate),
+        loss=make_loss(loss),
+        metrics=["accuracy"],
+        steps_per_execution=trainer["steps_per_execution"],
+        jit_compile=trainer["jit_compile"],
+    )

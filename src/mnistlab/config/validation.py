@@ -24,6 +24,7 @@ from mnistlab.config.schedulers import SCHEDULERS
 from mnistlab.config.schema import DROPOUT_LAYERS, MODEL_NAME, Config
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.redaction import secret_in
+from mnistlab.data.registry import DATASETS
 
 #: the groups whose keys depend on the option named by their ``name``
 NAMED_GROUPS: dict[str, Registry] = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES}
@@ -59,10 +60,18 @@ def validate(cfg: DictConfig) -> DictConfig:
     for name in CALLBACKS.names():
         _check_rules(typed.callbacks[name], CALLBACKS.schema(name, ""), f"callbacks.{name}.")
     _check_tracking(typed.tracking)
+    if typed.resume is not None and not typed.resume.strip():  # an unset $RUN_ID would start a fresh default run
+        raise ConfigError(
+            "resume",
+            "is empty: give the MLflow run id or the output folder of the run to continue "
+            "(an unset variable?), or leave resume out to start a new run",
+            typed.resume,
+        )
     if typed.data.dir is not None and not typed.data.dir.strip():  # "" would be the current directory
         raise ConfigError(
             "data.dir",
-            "must not be empty (the folder with the dataset's files, or null to download them)",
+            f"must not be empty (the folder with the {DATASETS[typed.data.name].title} files, or null to download "
+            "them)",
             typed.data.dir,
         )
     _check_threads(typed.trainer.threads)

@@ -63,26 +63,47 @@ def as_interrupt(exc: BaseException) -> BaseException:
     return interrupt
 
 
+class Deferral:
+    """Ctrl-C and SIGTERM held from ``start()`` to ``stop()``, then raised as they would have been:
+    for a stretch that must not be cut (a sqlite commit, a run's last writes and its end), also
+    one that does not fit one ``with`` block."""
+
+    def __init__(self) -> None:
+        self.held: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+            return
+        self._previous = {
+            sig: signal.signal(sig, lambda signum, frame: self.held.append(signum))
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def stop(self, raise_held: bool = True) -> None:
+        """Restore the handlers; with ``raise_held``, deliver a signal that arrived meanwhile."""
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if not (previous and self.held and raise_held):
+            return
+        handler = previous[self.held[0]]
+        if callable(handler):
+            handler(self.held[0], None)  # Python's KeyboardInterrupt, or ``raised()``'s
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), self.held[0])
+
+
 @contextmanager
 def deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM until the block ends. A signal in the middle of a sqlite commit
     leaves that transaction open in this process, and its own next writes (marking the run KILLED)
     then wait for the lock and fail: the run would be left RUNNING."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals only reach the main thread
-        return
-    held: list[int] = []
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    deferral = Deferral()
+    deferral.start()
     try:
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if held:  # now, as it would have been at once
-        handler = previous[held[0]]
-        if callable(handler):
-            handler(held[0], None)  # Python's KeyboardInterrupt, or ``raised()``'s
-        elif handler == signal.SIG_DFL:
-            os.kill(os.getpid(), held[0])
+    except BaseException:
+        deferral.stop(raise_held=False)  # the block's own error says more than a signal held meanwhile
+        raise
+    deferral.stop()

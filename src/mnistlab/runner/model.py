@@ -4,6 +4,7 @@ callbacks (checkpointed when it runs under a run id), and evaluated on the test 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 from mnistlab.build.augmentation import with_augmentation
 from mnistlab.build.model import build_model, compile_model, summary_text
 from mnistlab.build.optimizers import make_schedule
+from mnistlab.core.errors import ConfigError, one_line
 from mnistlab.data.prepare import Dataset
 from mnistlab.train import checkpoints, runtime
 from mnistlab.train.checkpoints import Checkpoint
@@ -54,6 +56,25 @@ def build(cfg: DictConfig, data: Dataset, parallel_jobs: int) -> Built:
     schedule = make_schedule(cfg.scheduler, cfg.optimizer.lr, steps_per_epoch, cfg.trainer.epochs)
     compile_model(trainee, cfg.optimizer, cfg.loss, cfg.trainer, learning_rate=schedule)
     return Built(model, trainee, threads, precision)
+
+
+def check_checkpoint(built: Built, resume: Checkpoint) -> None:
+    """The checkpoint's weights load into this run's model: a tampered or foreign file is refused
+    before the run is reopened (training restores them again, with the rest of the state)."""
+    trainee = built.trainee
+    try:
+        with warnings.catch_warnings():  # Keras warns before it raises on weights that do not fit: the error says it
+            warnings.simplefilter("ignore")
+            if not trainee.optimizer.built:
+                trainee.optimizer.build(trainee.trainable_variables)
+            trainee.load_weights(str(resume.weights))
+    except Exception as exc:
+        raise ConfigError(
+            "resume",
+            f"the checkpoint's weights ({resume.weights.name}) do not fit this run's model "
+            f"({one_line(exc, 200)}): the checkpoint is damaged or not this run's",
+            str(resume.output_dir),
+        ) from None
 
 
 def fit(

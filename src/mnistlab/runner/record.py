@@ -136,7 +136,7 @@ def after_training(
     """Only writes from here (Ctrl-C waits for them, seconds): the results, the figures, the test
     predictions, the model, the logs. Returns the run's wall time."""
     with interrupts.deferred():
-        log.results({**tested.scores, **timing})
+        log.final({**tested.scores, **timing})
         log.figure(figures.learning_curves(fitted.history, title), "learning_curves.png")
         log.figure(
             figures.confusion_figure(tested.report.counts, title, tested.report.class_names), "confusion_matrix.png"
@@ -148,7 +148,7 @@ def after_training(
         if log_model:
             log.model(model, data.input_shape, data.num_classes)
         wall = time.perf_counter() - started
-        log.results({"wall_time_s": wall})
+        log.final({"wall_time_s": wall})
         for folder, paths in logs.items():
             log.files(paths, folder)
     return wall

@@ -18,18 +18,20 @@ def locate(cfg: DictConfig) -> Checkpoint | None:
     if not cfg.resume:
         return None
 
-    def folder_of_run(run_id: str) -> Path:
-        from mnistlab.tracking.runs import output_dir_of_run  # MLflow: only for the run-id form
+    from mnistlab.tracking import runs  # MLflow: the run's state is in the store
 
-        return output_dir_of_run(run_id, cfg.tracking.uri)
-
-    return checkpoints.locate(cfg.resume, folder_of_run)
+    checkpoint = checkpoints.locate(cfg.resume, lambda run_id: runs.output_dir_of_run(run_id, cfg.tracking.uri))
+    runs.resumable(checkpoint.run_id, cfg.tracking.uri, cfg.resume)  # a FINISHED run is not reopened
+    return checkpoint
 
 
 def resumed_config(resume: Checkpoint, current: DictConfig) -> DictConfig:
-    """The interrupted run's own config; only where the data is and how progress prints may differ."""
+    """The interrupted run's own config; only where things are (the data, the store, the project:
+    it may have moved since) and how progress prints come from the command line."""
     stored = OmegaConf.create(resume.config)
     stored.data.dir = current.data.dir
+    stored.tracking.uri = current.tracking.uri
+    stored.root_dir = current.root_dir
     stored.trainer.verbose = current.trainer.verbose
     stored.resume = None
     return validate(stored)

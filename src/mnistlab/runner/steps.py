@@ -27,6 +27,7 @@ from mnistlab.tracking.parents import Sweep
 from mnistlab.train import checkpoints
 
 if TYPE_CHECKING:
+    from mnistlab.train.checkpoints import Checkpoint
     from mnistlab.train.fit import TrainResult
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,26 @@ def run(
             cfg.trainer.epochs,
             resume.directory,
         )
+    # the checkpoint folder is this process's for as long as the run trains: a second resume is refused
+    with checkpoints.exclusive(Path(output_dir) / checkpoints.CHECKPOINT_DIR, resume.run_id if resume else None):
+        return _steps(
+            cfg, output_dir, job_dir, run_name, started, resume, parallel_jobs, sweep, job, extra_tags, on_epoch
+        )
+
+
+def _steps(
+    cfg: DictConfig,
+    output_dir: str,
+    job_dir: str,
+    run_name: str,
+    started: float,
+    resume: Checkpoint | None,
+    parallel_jobs: int,
+    sweep: Sweep | None,
+    job: int,
+    extra_tags: Mapping[str, str] | None,
+    on_epoch: Callable[[int, dict], bool] | None,
+) -> RunResult:
     spec = DATASETS[cfg.data.name]
     data = load_data(cfg, spec)  # 1. the data, checked
     from mnistlab.runner import record  # MLflow (~1-2 s to import) once the data is known good
@@ -88,8 +109,11 @@ def run(
     from mnistlab.runner import model as keras_side  # TensorFlow starts here, after the data and the store
 
     built = keras_side.build(cfg, data, parallel_jobs)  # 3. the model
+    if resume is not None:
+        keras_side.check_checkpoint(built, resume)  # its weights fit, before the run is reopened
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tags = record.tags(cfg, resolved, output_dir, where, sweep, job, extra_tags, resume)
+    ending = interrupts.Deferral()
     with record.run_log(where, run_name, tags, resume) as run_log:
         log.info("MLflow run %s (%s) in experiment %r", run_log.run_id, run_name, cfg.tracking.experiment)
         record.before_training(
@@ -110,19 +134,21 @@ def run(
         if job_dir != output_dir:  # the log of the resumed part
             logs[f"resumed-{tags['resumed']}"] = list(Path(job_dir).glob("*.log"))
         title = f"{run_name.replace(',', ', ')} ({built.num_params:,} parameters)"  # spaces let it wrap
-        wall = record.after_training(
-            run_log,
-            title,
-            fitted,
-            tested,
-            timing,
-            data,
-            built.model,  # 6. log
-            cfg.tracking.log_model,
-            started,
-            logs,
-        )
+        # 6. log: from here the run completes, whatever signal comes; it is delivered once the run is FINISHED
+        ending.start()
+        try:
+            wall = record.after_training(
+                run_log, title, fitted, tested, timing, data, built.model, cfg.tracking.log_model, started, logs
+            )
+        except BaseException:
+            ending.stop(raise_held=False)
+            raise
     checkpoints.remove(Path(output_dir))  # FINISHED: nothing left to resume
+    try:
+        ending.stop()
+    except KeyboardInterrupt as exc:
+        exc.hint = f"it came after run {run_log.run_id} had finished: the run is complete and FINISHED"
+        raise
     # the epoch whose weights are tested: the best one when best_checkpoint restored it
     final = fitted.at_epoch(fitted.best_epoch if fitted.best_epoch is not None else fitted.epochs_run - 1)
     return RunResult(

@@ -27,15 +27,19 @@ from mnistlab.tracking.safe import SafeClient
 def run_log(experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> Iterator[RunLog]:
     """A new run (or run ``run_id``, continued) that ends FINISHED, KILLED or FAILED with the block."""
     with active_run(experiment_id, run_name, tags, run_id=run_id) as active:
-        yield RunLog(active.info.run_id)
+        yield RunLog(active.info.run_id, continued=run_id is not None)
 
 
 class RunLog:
     """The active MLflow run, as a training records into it; every write redacted (tracking.safe)."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, continued: bool = False) -> None:
         self.run_id = run_id
         self.client = SafeClient()
+        # a continued run may have logged its results already (its process died while writing them)
+        run = self.client.get_run(run_id) if continued else None
+        self._logged = set(run.data.metrics) if run else set()
+        self._has_model = bool(run and run.outputs and run.outputs.model_outputs)
 
     def record(
         self,
@@ -79,6 +83,10 @@ class RunLog:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
+    def final(self, metrics: Mapping[str, float]) -> None:
+        """The run's final values, each logged once: a continued run's earlier ones are kept."""
+        self.results({key: value for key, value in metrics.items() if key not in self._logged})
+
     def figure(self, figure: Any, path: str) -> None:
         self.client.log_figure(self.run_id, figure, path)
 
@@ -93,7 +101,8 @@ class RunLog:
             self.client.log_artifact(self.run_id, str(path), str(Path(evaluation.PREDICTIONS_ARTIFACT).parent))
 
     def model(self, model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
-        models.log_keras_model(model, input_shape, num_classes)
+        if not self._has_model:  # once per run, also when a continued run had logged it
+            models.log_keras_model(model, input_shape, num_classes)
 
     def files(self, paths: Iterable[Path], folder: str | None = None) -> None:
         for path in paths:

@@ -9,6 +9,8 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
 
 import mlflow
 from mlflow.entities import Param, RunStatus
@@ -16,9 +18,9 @@ from mlflow.tracking import MlflowClient
 
 from mnistlab.core import interrupts
 from mnistlab.core.errors import ConfigError, TrackingError, one_line
-from mnistlab.core.redaction import redact_all
+from mnistlab.core.redaction import redact, redact_all
 from mnistlab.tracking.safe import SafeClient, safe_run_name
-from mnistlab.tracking.store import quiet_store_errors, store_problem
+from mnistlab.tracking.store import follow_move, quiet_store_errors, sqlite_path, store_problem
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +111,45 @@ def record_failed_run(client: MlflowClient, experiment_id: str, run_name: str, t
     return run.info.run_id
 
 
-def output_dir_of_run(run_id: str, tracking_uri: str) -> Path:
-    """The output folder an unfinished run recorded (tag ``hydra.output_dir``): what ``resume=<run id>`` continues."""
+def resumable(run_id: str, tracking_uri: str, target: str | None = None) -> Any:
+    """Run ``run_id`` as the store has it, if it can be resumed: there, not deleted, not FINISHED.
+    ``target``: what ``resume=`` said (a folder or the id), for the message."""
+    target = target or run_id
+    db = sqlite_path(tracking_uri)
+    if db is not None and not db.is_file():  # opening it would create an empty store
+        raise ConfigError("resume", f"no MLflow store at {db}; pass the run's store as tracking.uri=...", target)
     try:
         run = MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
     except Exception as exc:
-        raise ConfigError("resume", f"no such run in {tracking_uri} ({one_line(exc, 200)})", run_id) from None
+        raise ConfigError(
+            "resume",
+            f"no such run {run_id} in {redact(tracking_uri)} ({one_line(exc, 200)}); pass "
+            "the store it was logged to as tracking.uri=...",
+            target,
+        ) from None
+    if run.info.lifecycle_stage != "active":
+        raise ConfigError("resume", f"run {run_id} is deleted in {redact(tracking_uri)}", target)
     if run.info.status == "FINISHED":
-        raise ConfigError("resume", "that run is FINISHED; there is nothing to resume", run_id)
+        raise ConfigError("resume", f"that run is FINISHED ({run_id}); there is nothing to resume", target)
+    artifacts = urlparse(run.info.artifact_uri)
+    if artifacts.scheme == "file" and follow_move(tracking_uri, Path(unquote(artifacts.path))):
+        run = MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
+        artifacts = urlparse(run.info.artifact_uri)
+    if artifacts.scheme == "file" and not Path(unquote(artifacts.path)).is_dir():
+        # MLflow records a run's artifact folder as an absolute path, and would recreate it there
+        raise ConfigError(
+            "resume",
+            f"run {run_id} keeps its artifacts in {unquote(artifacts.path)}, which does not "
+            "exist: move that folder back (or the project with it, mlruns/ beside mlflow.db) to "
+            "continue the run",
+            target,
+        )
+    return run
+
+
+def output_dir_of_run(run_id: str, tracking_uri: str) -> Path:
+    """The output folder an unfinished run recorded (tag ``hydra.output_dir``): what ``resume=<run id>`` continues."""
+    run = resumable(run_id, tracking_uri)
     folder = run.data.tags.get("hydra.output_dir")
     if not folder or not Path(folder).is_dir():
         raise ConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -106,6 +107,42 @@ def store_problem(uri: str, exc: BaseException) -> str:
     if "unable to open database file" in text:
         return f"{where}: cannot create or open the database {db or ''}: is its folder writable? ({text})"
     return f"{where}: cannot open the MLflow store ({text})"
+
+
+#: columns of MLflow's SQL schema that hold absolute artifact locations
+ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
+
+
+def follow_move(uri: str, artifact_path: Path) -> bool:
+    """A sqlite store whose project folder moved, mlruns/ with it: MLflow keeps absolute artifact
+    paths (and would recreate the old folder), so the paths under the old mlruns/ are rewritten to
+    the mlruns/ beside the database now. True when ``artifact_path`` was such a path."""
+    db = sqlite_path(uri)
+    parts = artifact_path.parts
+    if db is None or "mlruns" not in parts or artifact_path.exists():
+        return False
+    cut = len(parts) - 1 - parts[::-1].index("mlruns")
+    old_root, new_root = Path(*parts[: cut + 1]), db.parent / "mlruns"
+    if not (new_root / Path(*parts[cut + 1 :])).exists():
+        return False
+    with sqlite3.connect(db) as connection:
+        for old, new in ((old_root.as_uri(), new_root.as_uri()), (str(old_root), str(new_root))):
+            for table, column in ARTIFACT_COLUMNS:
+                try:
+                    connection.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE {column} LIKE ?",
+                        (new, len(old) + 1, old + "/%"),
+                    )
+                except sqlite3.OperationalError:  # a table this MLflow version lacks
+                    continue
+    log.warning("the project moved: artifact paths under %s now point to %s", old_root, new_root)
+    return True
 
 
 def reachable_uri(uri: str, fallback_to_local: bool, root_dir: str) -> str:

@@ -14,7 +14,8 @@ import json
 import os
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,15 @@ from mnistlab.core import processes
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.redaction import redact
 
+try:
+    import fcntl
+except ImportError:  # Windows: no lock
+    fcntl = None
+
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "last.json"
 WEIGHTS_PATTERN = "epoch-*.weights.h5"
+WEIGHTS_NAME = re.compile(r"epoch-\d{4,}\.weights\.h5")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 #: overrides allowed next to resume=...: they change where things are or what is printed, not the result
 RESUME_OVERRIDES = ("resume", "trainer.verbose", "data.dir", "tracking.uri")
@@ -52,7 +59,11 @@ class Checkpoint:
 
     @property
     def weights(self) -> Path:
-        return self.directory / self.state["weights"]
+        """The weights file last.json names, which must be one of this folder's epoch files."""
+        name = self.state["weights"]
+        if not isinstance(name, str) or not WEIGHTS_NAME.fullmatch(name):
+            raise ValueError(f"weights {name!r} is not an epoch file of this folder")
+        return self.directory / name
 
     @property
     def config(self) -> dict[str, Any]:
@@ -97,7 +108,14 @@ def read(output_dir: Path) -> Checkpoint | None:
         return None
     try:
         checkpoint = Checkpoint(output_dir, json.loads(path.read_text()))
-        ok = checkpoint.weights.is_file() and checkpoint.epochs_done >= 1
+        ok = (
+            checkpoint.weights.is_file()
+            and not checkpoint.weights.is_symlink()
+            and checkpoint.epochs_done >= 1
+            and isinstance(checkpoint.run_id, str)
+            and RUN_ID.fullmatch(checkpoint.run_id) is not None
+            and isinstance(checkpoint.config, dict)
+        )
     except (OSError, ValueError, KeyError, TypeError):
         ok = False
     if not ok:
@@ -139,6 +157,31 @@ def locate(target: str, folder_of_run: Callable[[str], Path]) -> Checkpoint:
             target,
         )
     return checkpoint
+
+
+@contextmanager
+def exclusive(directory: Path, run_id: str | None = None) -> Iterator[None]:
+    """Hold the run's checkpoint folder for as long as it trains: a second process that would
+    resume it at the same time (and log its epochs twice, or delete what the first one reads) is
+    refused. The lock goes with the process, however it ends."""
+    if fcntl is None:  # not POSIX: no lock
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                "resume",
+                f"run {run_id or directory.parent.name} is being trained or resumed by another "
+                "process right now; wait for it to end, or stop it",
+                str(directory.parent),
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def check_overrides(overrides: list[str]) -> None:
