@@ -281,3 +281,24 @@ def test_threads_share_the_cores_between_parallel_jobs(threads, parallel, omp, e
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
     assert resolve_threads(threads, parallel) == expected(cpu_cores())
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_size_estimate_is_keras_own_count(model):
+    """The parameter count validation estimates without Keras equals the built model's, for every
+    architecture in conf/model/ (the estimate is what refuses models too large to build)."""
+    from mnistlab.config.layers import estimate
+
+    layers = yaml.safe_load((CONF_DIR / "model" / f"{model}.yaml").read_text())["layers"]
+    sizes = estimate(layers, (28, 28, 1))
+    assert sizes is not None and sum(params for params, _ in sizes) == PARAMS[model]
+
+
+def test_the_layer_table_is_the_installed_keras():
+    """config/keras_layers.json (validation's view of keras.layers) was written from this Keras;
+    after an upgrade: python -m mnistlab.build.layer_table."""
+    import json
+
+    from mnistlab.build.layer_table import TABLE, table
+
+    assert json.loads(TABLE.read_text()) == json.loads(json.dumps(table()))

@@ -44,6 +44,8 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
     os.environ.setdefault("MNISTLAB_ROOT", str(root_dir.resolve()))
     os.environ[CODE_DIR] = str(root_dir.resolve())  # the checkout whose git commit the runs record
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO chatter
+    # MLflow prints each run's URL, with a server URL's password; the summary says where to look, masked
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # the command line as typed, for the runs' "command" tag (a launcher's worker processes have their own argv)
     os.environ[COMMAND] = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     _quiet_launcher_plugins()

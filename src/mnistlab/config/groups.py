@@ -24,6 +24,7 @@ NEUTRAL_KEYS = (
     "trainer.verbose",
     "trainer.steps_per_execution",
     "tracking",
+    "model.max_params",
 )
 #: params a run logs beside its config (measured or resolved at run time, not chosen)
 DERIVED_PARAMS = ("num_params", "trainer.threads_used", "trainer.precision_used")

@@ -39,6 +39,7 @@ class DataConfig:
 class ModelConfig:
     name: str = "model"
     layers: List[Dict[str, Any]] = field(default_factory=list)
+    max_params: int = rule(50_000_000, ge=1)  # larger models are refused before anything is built
 
 
 @dataclass

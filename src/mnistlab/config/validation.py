@@ -9,7 +9,9 @@ import dataclasses
 import math
 import re
 import typing
+from pathlib import Path
 from typing import Any, List
+from urllib.parse import unquote
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -17,6 +19,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from mnistlab.config.callbacks import CALLBACKS
 from mnistlab.config.fields import MAX_COUNT
 from mnistlab.config.groups import flatten
+from mnistlab.config.layers import check_layer, check_size
 from mnistlab.config.losses import LOSSES
 from mnistlab.config.optimizers import OPTIMIZERS
 from mnistlab.config.registry import Registry
@@ -83,6 +86,13 @@ def validate(cfg: DictConfig) -> DictConfig:
             typed.model.name,
         )
     _check_layers(typed.model.layers)
+    _check_data_sizes(typed)
+    check_size(
+        OmegaConf.to_container(typed.model.layers),
+        DATASETS[typed.data.name].input_shape,
+        typed.trainer.batch_size,
+        typed.model.max_params,
+    )
     _check_no_secret_names(typed)
     # each option's own rules that tie it to the rest of the config
     for group, registry in NAMED_GROUPS.items():
@@ -138,6 +148,27 @@ def _check_rules(node: DictConfig, schema: type, prefix: str) -> None:
             raise ConfigError(key, f"must be <= {meta['le']}", value)
 
 
+def _check_data_sizes(cfg: DictConfig) -> None:
+    """The split leaves images on both sides, and the limit fits in what is left for training (by
+    the dataset's published counts; the files read are checked again when they load)."""
+    total = DATASETS[cfg.data.name].train_images
+    held_out = round(total * cfg.data.val_split)
+    if cfg.data.val_split and not held_out:
+        raise ConfigError(
+            "data.val_split",
+            f"holds out 0 of the {total:,} training images; use 0 for no validation, or at least {1 / total:.2g}",
+            cfg.data.val_split,
+        )
+    if total - held_out < 1:
+        raise ConfigError("data.val_split", f"leaves no training image of {total:,}", cfg.data.val_split)
+    if cfg.data.limit is not None and cfg.data.limit > total - held_out:
+        raise ConfigError(
+            "data.limit",
+            f"must be <= {total - held_out}, the training images left after the validation split",
+            cfg.data.limit,
+        )
+
+
 def _check_no_secret_names(cfg: DictConfig) -> None:
     """Names that end up where masking cannot reach (the model file holds the model's and its layers'
     names; the experiment's name identifies it) must not hold a secret from the environment."""
@@ -160,6 +191,12 @@ def _check_tracking(tracking: DictConfig) -> None:
         )
     if not tracking.experiment.strip():
         raise ConfigError("tracking.experiment", "must not be empty", tracking.experiment)
+    if tracking.uri.startswith("sqlite:///"):  # a new store file is fine; a mistyped folder must not be created
+        folder = Path(unquote(tracking.uri[len("sqlite:///") :])).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise ConfigError(
+                "tracking.uri", f"the folder {folder} does not exist; create it, or fix the path", tracking.uri
+            )
 
 
 def _check_threads(threads: Any) -> None:
@@ -183,6 +220,7 @@ def _check_layers(layers: List[Any]) -> None:
         bad_rate = isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1
         if layer_type in DROPOUT_LAYERS and bad_rate:
             raise ConfigError(key + ".rate", "dropout rate must be a number in [0, 1)", rate)
+        check_layer(key, OmegaConf.to_container(layer) if isinstance(layer, DictConfig) else layer)
     last = layers[-1]
     if last.get("activation") != "softmax" and last.get("type") != "Softmax":
         raise ConfigError(

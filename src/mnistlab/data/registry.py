@@ -31,6 +31,8 @@ class DatasetSpec:
     #: None: its load_data() arrays are checked instead (possible with "contents" sums only)
     keras_cache: str | None = None
     npz_file: str | None = None  # an npz of the four arrays that a data.dir may hold instead
+    train_images: int = 60_000  # as published: what validation checks the split and the limit against
+    test_images: int = 10_000
 
     @property
     def num_classes(self) -> int:

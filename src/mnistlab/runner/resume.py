@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
-from mnistlab.core.errors import MnistlabError
+from mnistlab.core.errors import MnistlabError, TrackingError
 from mnistlab.train import checkpoints
 from mnistlab.train.checkpoints import Checkpoint
 
@@ -49,6 +49,11 @@ def explain(exc: BaseException, output_dir: Path, run_id: str) -> None:
             f"{done} checkpointed; continue with: python run.py resume={run_id}"
             if last
             else "no epoch had finished, nothing to resume"
+        )
+    elif isinstance(exc, TrackingError) and last is not None:  # the store failed: the checkpoint is what is left
+        done = f"epochs 1-{last.epochs_done} are" if last.epochs_done > 1 else "epoch 1 is"
+        exc.args = (
+            f"{exc}; {done} checkpointed: once the store works again, continue with: python run.py resume={output_dir}",
         )
     elif isinstance(exc, MnistlabError) and last is not None:
         exc.args = (f"{exc}; the last good epoch ({last.epochs_done}) is checkpointed in {last.weights}",)

@@ -4,23 +4,29 @@ through here."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import yaml
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from mnistlab.config.groups import flatten
 from mnistlab.core import interrupts
+from mnistlab.core.errors import TrackingError
 from mnistlab.core.redaction import redact_tree
 from mnistlab.reports import evaluation
 from mnistlab.tracking import models, provenance
 from mnistlab.tracking.runs import active_run
 from mnistlab.tracking.safe import SafeClient
+from mnistlab.tracking.store import store_problem
 
 
 @contextmanager
@@ -30,8 +36,22 @@ def run_log(experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: 
         yield RunLog(active.info.run_id, continued=run_id is not None)
 
 
+def _store_errors(method: Callable) -> Callable:
+    """A write that fails (the store was deleted, the disk is full) as one line naming the cause."""
+
+    @functools.wraps(method)
+    def write(self: RunLog, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (MlflowException, SQLAlchemyError, OSError) as exc:
+            raise TrackingError(store_problem(mlflow.get_tracking_uri(), exc)) from None
+
+    return write
+
+
 class RunLog:
-    """The active MLflow run, as a training records into it; every write redacted (tracking.safe)."""
+    """The active MLflow run, as a training records into it; every write redacted (tracking.safe)
+    and a failing store reported in one line."""
 
     def __init__(self, run_id: str, continued: bool = False) -> None:
         self.run_id = run_id
@@ -41,6 +61,7 @@ class RunLog:
         self._logged = set(run.data.metrics) if run else set()
         self._has_model = bool(run and run.outputs and run.outputs.model_outputs)
 
+    @_store_errors
     def record(
         self,
         config: Mapping[str, Any],
@@ -65,11 +86,13 @@ class RunLog:
         if diff:
             self.text(diff + "\n", "environment/git_diff.patch")
 
+    @_store_errors
     def epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         """One point per curve at step = epoch (0-based, as Keras and mlflow autolog count)."""
         with interrupts.deferred():
             self.results(metrics, step=epoch)
 
+    @_store_errors
     def missing_epochs(self, history: Mapping[str, list[float]]) -> int:
         """A resumed run: log the checkpoint's epochs that MLflow lacks (an interrupt can fall between
         saving an epoch and logging it), so every epoch is in MLflow exactly once. Returns how many."""
@@ -79,20 +102,25 @@ class RunLog:
             self.epoch(epoch, {name: values[epoch] for name, values in history.items()})
         return len(missing)
 
+    @_store_errors
     def results(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
+    @_store_errors
     def final(self, metrics: Mapping[str, float]) -> None:
         """The run's final values, each logged once: a continued run's earlier ones are kept."""
         self.results({key: value for key, value in metrics.items() if key not in self._logged})
 
+    @_store_errors
     def figure(self, figure: Any, path: str) -> None:
         self.client.log_figure(self.run_id, figure, path)
 
+    @_store_errors
     def text(self, text: str, path: str) -> None:
         self.client.log_text(self.run_id, text, path)
 
+    @_store_errors
     def predictions(self, frame: Any) -> None:
         """The per-image test predictions (reports.evaluation.predictions_frame) as a compressed parquet file."""
         with tempfile.TemporaryDirectory() as folder:
@@ -100,10 +128,12 @@ class RunLog:
             evaluation.write_predictions(frame, path)
             self.client.log_artifact(self.run_id, str(path), str(Path(evaluation.PREDICTIONS_ARTIFACT).parent))
 
+    @_store_errors
     def model(self, model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
         if not self._has_model:  # once per run, also when a continued run had logged it
             models.log_keras_model(model, input_shape, num_classes)
 
+    @_store_errors
     def files(self, paths: Iterable[Path], folder: str | None = None) -> None:
         for path in paths:
             self.client.log_artifact(self.run_id, str(path), folder)

@@ -37,6 +37,9 @@ def active_run(
             run = _start_or_continue(experiment_id, run_name, tags, run_id)
     except Exception as exc:
         raise TrackingError(store_problem(mlflow.get_tracking_uri(), exc)) from None
+    quiet = logging.getLogger("mlflow.store.db.utils")  # logs each store error with its traceback first
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         yield run
     except BaseException as exc:
@@ -52,8 +55,11 @@ def active_run(
         if interrupt is exc or not isinstance(interrupt, KeyboardInterrupt):
             raise
         raise interrupt from exc
-    with interrupts.deferred():
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+    else:
+        with interrupts.deferred():
+            mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+    finally:
+        quiet.setLevel(level)
 
 
 def _start_or_continue(
@@ -78,11 +84,13 @@ def _end_quietly(run_id: str, status: int, reason: str, details: str | None = No
         if details:
             client.log_text(run_id, details, "traceback.txt")
     except Exception as exc:
-        log.warning("could not record why the run ended: %s", one_line(exc))
+        log.warning("could not record why the run ended: %s", store_problem(mlflow.get_tracking_uri(), exc))
     try:
         mlflow.end_run(RunStatus.to_string(status))
     except Exception as exc:
-        log.warning("could not mark the run %s: %s", RunStatus.to_string(status), one_line(exc))
+        log.warning(
+            "could not mark the run %s: %s", RunStatus.to_string(status), store_problem(mlflow.get_tracking_uri(), exc)
+        )
 
 
 def start_detached_run(

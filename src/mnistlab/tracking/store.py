@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import mlflow
+import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mnistlab.core.errors import TrackingError, one_line
-from mnistlab.core.redaction import redact
+from mnistlab.core.redaction import Redacted, redact
 from mnistlab.tracking.safe import SafeClient
 
 try:
@@ -27,6 +27,8 @@ except ImportError:  # Windows: no locking (a fresh store is then best created b
     fcntl = None
 
 log = logging.getLogger(__name__)
+for _handler in logging.getLogger("mlflow").handlers:  # MLflow prints run URLs, with a URL's password
+    _handler.addFilter(Redacted())
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -36,14 +38,22 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(unquote(uri[len("sqlite:///") :])).resolve()
 
 
-def existing_store(uri: str) -> MlflowClient:
+def existing_store(uri: str, where_from: str | None = None) -> MlflowClient:
     """A client for a store that must already hold runs: opening a missing sqlite file would
     quietly create an empty store, so that is refused with what to do instead."""
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise TrackingError(
-            f"no MLflow store at {db}: run `python run.py` first, or pass --uri (or set MLFLOW_TRACKING_URI)"
+            f"no MLflow store at {db}{where_from or ''}: run `python run.py` first, or pass --uri (or set "
+            "MLFLOW_TRACKING_URI)"
         )
+    if urlparse(uri).scheme in ("http", "https"):  # MLflow's client would retry for minutes
+        problem = server_problem(uri)
+        if problem is not None:
+            raise TrackingError(
+                f"--uri {redact(uri)!r} does not answer ({problem}): start the server "
+                "(mlflow server --host 127.0.0.1 --port <port>), or fix --uri or MLFLOW_TRACKING_URI"
+            )
     return SafeClient(tracking_uri=uri)
 
 
@@ -93,7 +103,12 @@ def store_problem(uri: str, exc: BaseException) -> str:
     while getattr(exc, "orig", None) is not None or exc.__cause__ is not None:  # the database driver's own words
         exc = getattr(exc, "orig", None) or exc.__cause__
     text, where = one_line(exc, 300), f"tracking.uri={redact(uri)!r}"
+    text = text.split(" [SQL: ")[0]  # the statement and its values say nothing the user can act on
     db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        return f"{where}: the database {db} is gone (deleted while the run trained?) ({text})"
+    if "disk is full" in text or "No space left" in text or "File too large" in text:
+        return f"{where}: the disk holding {db or 'the store'} is full; free some space ({text})"
     if "readonly database" in text or "read-only file system" in text.lower():
         return (
             f"{where}: the database {db or ''} is read-only; make it and its folder writable, or point "
@@ -106,7 +121,7 @@ def store_problem(uri: str, exc: BaseException) -> str:
         )
     if "unable to open database file" in text:
         return f"{where}: cannot create or open the database {db or ''}: is its folder writable? ({text})"
-    return f"{where}: cannot open the MLflow store ({text})"
+    return f"{where}: the MLflow store failed ({text})"
 
 
 #: columns of MLflow's SQL schema that hold absolute artifact locations
@@ -172,15 +187,24 @@ def reachable_uri(uri: str, fallback_to_local: bool, root_dir: str) -> str:
 
 def server_problem(uri: str, timeout: float = 5.0) -> str | None:
     """None when an MLflow server answers at ``uri`` (any HTTP answer counts: auth is MLflow's business),
-    else what went wrong (refused, timed out, unknown host)."""
+    else what went wrong (refused, timed out, unknown host). Asked as MLflow's client asks: with the
+    URL's user and password or MLFLOW_TRACKING_USERNAME/PASSWORD, and its TLS settings."""
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    verify: bool | str = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        verify = False
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            return None
-    except urllib.error.HTTPError:
+        requests.get(
+            uri.rstrip("/") + "/health",
+            timeout=timeout,
+            verify=verify,
+            auth=(username, password) if username and password else None,
+        )
         return None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return one_line(reason if isinstance(reason, BaseException) else exc, 200) or type(exc).__name__
+    except requests.RequestException as exc:
+        text = one_line(exc, 300)
+        socket_words = re.search(r"\[Errno -?\d+\][^')\]\"]*", text)  # urllib3 wraps the socket's own words
+        return redact(socket_words.group(0).strip() if socket_words else text[:200]) or type(exc).__name__
 
 
 def _open_store(uri: str) -> MlflowClient:

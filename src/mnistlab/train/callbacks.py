@@ -146,9 +146,17 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         epochs_done = epoch + 1
-        self.directory.mkdir(parents=True, exist_ok=True)
         weights_file = checkpoints.weights_name(epochs_done)
-        self.model.save_weights(str(self.directory / weights_file))
+        partial = self.directory / f"partial-{weights_file}"
+        try:  # written whole or not at all: a full disk leaves no truncated file that last.json would name
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.model.save_weights(str(partial))
+            partial.replace(self.directory / weights_file)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise checkpoints.CheckpointError(
+                f"could not checkpoint epoch {epochs_done} in {self.directory} ({exc})"
+            ) from None
         state = {
             **self.state,
             "history": self.history.history,

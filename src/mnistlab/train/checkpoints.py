@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.core import processes
-from mnistlab.core.errors import ConfigError
+from mnistlab.core.errors import ConfigError, MnistlabError
 from mnistlab.core.redaction import redact
 
 try:
@@ -36,6 +36,10 @@ WEIGHTS_NAME = re.compile(r"epoch-\d{4,}\.weights\.h5")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 #: overrides allowed next to resume=...: they change where things are or what is printed, not the result
 RESUME_OVERRIDES = ("resume", "trainer.verbose", "data.dir", "tracking.uri")
+
+
+class CheckpointError(MnistlabError):
+    """An epoch's checkpoint could not be written (a full disk, a folder that went away)."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,12 @@ def write(directory: Path, epochs_done: int, weights_file: str, state: dict[str,
         "pid": os.getpid(),
     }
     tmp = directory / f".{STATE_FILE}.tmp"
-    tmp.write_text(redact(json.dumps(state, indent=1)))  # the run's resolved config: no secret on disk
-    os.replace(tmp, directory / STATE_FILE)
+    try:
+        tmp.write_text(redact(json.dumps(state, indent=1)))  # the run's resolved config: no secret on disk
+        os.replace(tmp, directory / STATE_FILE)
+    except OSError as exc:  # the previous last.json stays whole: the last epoch that was written is resumable
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"could not checkpoint epoch {epochs_done} in {directory} ({exc})") from None
     for old in directory.glob(WEIGHTS_PATTERN):
         if old.name != weights_file:
             old.unlink(missing_ok=True)
@@ -126,7 +134,11 @@ def read(output_dir: Path) -> Checkpoint | None:
 def remove(output_dir: Path) -> None:
     """A finished run needs no resume point (the best-epoch weights, if any, stay)."""
     directory = output_dir / CHECKPOINT_DIR
-    for path in [directory / STATE_FILE, *directory.glob(WEIGHTS_PATTERN)]:
+    for path in [
+        directory / STATE_FILE,
+        *directory.glob(WEIGHTS_PATTERN),
+        *directory.glob(f"partial-{WEIGHTS_PATTERN}"),
+    ]:
         path.unlink(missing_ok=True)
 
 

@@ -20,7 +20,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from mnistlab.app.commands.common import default_uri, project_root, run_command
+from mnistlab.app.commands.common import default_uri, project_root, run_command, store_origin
 from mnistlab.core.errors import MnistlabError
 
 METRICS = ("test_accuracy", "val_accuracy")  # what a comparison can rank and test by
@@ -80,7 +80,7 @@ def compare(args: argparse.Namespace) -> int:
     from mnistlab.tracking.parents import runs_filter
 
     uri = args.uri or default_uri()
-    client = store.existing_store(uri)
+    client = store.existing_store(uri, store_origin(args.uri))
     with reading.errors(uri, args.filter):
         experiment = client.get_experiment_by_name(args.experiment)
         if experiment is None:

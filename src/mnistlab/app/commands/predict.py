@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.app.commands.common import default_uri, project_root
+from mnistlab.app.commands.common import default_uri, project_root, store_origin
 from mnistlab.data.images import ImageError, Prepared, prepare, save_png
 
 TOP = 3
@@ -69,10 +69,10 @@ def predict(args: argparse.Namespace) -> int:
     if args.model:
         chosen = registry.of_uri(args.model)
         if args.model.startswith(("models:/", "runs:/")):  # resolved in the store (and its registry)
-            store.existing_store(uri)
+            store.existing_store(uri, store_origin(args.uri))
         store.use(uri)
     else:
-        client = store.existing_store(uri)
+        client = store.existing_store(uri, store_origin(args.uri))
         chosen = registry.of_run(client, args.run) if args.run else registry.best_run(client, args.experiment)
         store.use(uri)
     model = registry.load(chosen)

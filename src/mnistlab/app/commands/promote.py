@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from mnistlab.app.commands.common import default_uri
+from mnistlab.app.commands.common import default_uri, store_origin
 
 DEFAULT_ALIAS = "champion"
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def promote(args: argparse.Namespace) -> int:
     from mnistlab.tracking import registry, store
 
-    client = store.existing_store(args.uri or default_uri())
+    client = store.existing_store(args.uri or default_uri(), store_origin(args.uri))
     for line in registry.promote(client, args.run_id, args.name, args.alias):
         print(line)
     return 0
