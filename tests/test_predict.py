@@ -9,6 +9,7 @@ worse ``mlp12`` that also logs a model and one that logs none, so that "the best
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -333,3 +334,81 @@ def test_promote_then_predict_and_serve_the_champion(trained, rendered, tmp_path
     assert served.shape == (len(sample), 10)
     np.testing.assert_allclose(served, [r["probabilities"] for r in local["predictions"]], atol=1e-5)
     assert list(served.argmax(1)) == [r["digit"] for r in local["predictions"]]
+
+
+def _deep_images(raw_digits: np.ndarray, folder: Path) -> tuple[list[Path], list[Path]]:
+    """The same digits twice, light on dark: as 8-bit PNGs, and as 16-bit PNGs (grey levels up to
+    4095, as a 12-bit scanner writes them) and 32-bit float TIFFs in turn."""
+    folder.mkdir()
+    eight, deep = [], []
+    for i, digit in enumerate(raw_digits):
+        Image.fromarray(digit).save(eight_path := folder / f"{i:03d}-8.png")
+        eight.append(eight_path)
+        if i % 2:
+            wide = Image.fromarray((digit.astype(np.uint16) * 16).astype(np.uint16))  # mode I;16
+            wide.save(path := folder / f"{i:03d}-16.png")
+        else:
+            Image.fromarray(digit.astype(np.float32) / 255.0 * 0.8 + 0.1, "F").save(path := folder / f"{i:03d}-f.tiff")
+        deep.append(path)
+    return eight, deep
+
+
+def test_images_of_more_than_8_bits_are_scaled_by_their_own_range(trained, rendered, tmp_path):
+    """Pillow's grey conversion clipped 16-bit levels (87% of such digits recognised became 13%):
+    the deep images must be read as their 8-bit copies are."""
+    _, labels, raw = rendered
+    eight, deep = _deep_images(raw[:100], tmp_path / "deep")
+    answers = []
+    for files in (eight, deep):
+        proc = mnistlab("predict", *map(str, files), "--run", trained.cnn, "--json", store=trained.store)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        answers.append([row["digit"] for row in json.loads(proc.stdout)["predictions"]])
+    right = [np.mean(np.array(a) == labels[:100]) for a in answers]
+    assert right[0] > 0.9 and abs(right[1] - right[0]) <= 0.02, right
+    assert Image.open(deep[1]).mode == "I;16" and Image.open(deep[0]).mode == "F"
+
+
+def test_only_regular_files_of_a_sane_size_are_read(tmp_path, mnist_dir):
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.png"
+    Image.new("L", (12_000, 12_000), 0).save(huge)  # 144 megapixels in a file of a few hundred KB
+    proc = mnistlab("preprocess", str(fifo), str(huge), store=None, timeout=60)  # a FIFO would block forever
+    assert proc.returncode == 2
+    assert error_lines(proc) == [
+        f"error: {fifo}: not a regular file (a pipe, a socket or a device); give an image file",
+        f"error: {huge}: 12000 x 12000 pixels (144 megapixels) is more than predict reads (40); scale the image down",
+    ]
+    # a large photo under the limit is reduced before any work on its pixels, and still read right
+    digit = load_mnist(mnist_dir).x_test[0]
+    big = tmp_path / "big.png"
+    Image.fromarray(255 - digit).resize((6000, 6000), Image.Resampling.BICUBIC).save(big)
+    small = tmp_path / "small.png"
+    Image.fromarray(255 - digit).resize((200, 200), Image.Resampling.BICUBIC).save(small)
+    proc = mnistlab("preprocess", str(big), str(small), store=None, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    big_input, small_input = (np.array(x) for x in json.loads(proc.stdout)["inputs"])
+    assert np.corrcoef(big_input.ravel(), small_input.ravel())[0, 1] > 0.95
+
+
+def test_a_model_that_runs_code_when_it_loads_needs_trust(trained, tmp_path):
+    import mlflow.pyfunc
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return np.full((len(model_input), 10), 0.1)
+
+    mlflow.set_tracking_uri(trained.store)
+    with mlflow.start_run(experiment_id=mlflow_client(trained.store).get_experiment_by_name("mnistlab").experiment_id):
+        info = mlflow.pyfunc.log_model(name="model", python_model=Echo())
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.pad(np.full((10, 4), 255, np.uint8), 9)).save(image)
+    proc = mnistlab("predict", str(image), "--model", info.model_uri, store=trained.store)
+    assert proc.returncode == 2
+    assert error_lines(proc) == [
+        f"error: {info.model_uri}: a python_function model, which runs code of its own when it loads (only .keras "
+        "files load in Keras's safe mode); pass --trust-model if you trust where it came from"
+    ]
+    trusted = mnistlab("predict", str(image), "--model", info.model_uri, "--trust-model", "--json", store=trained.store)
+    assert trusted.returncode == 0, trusted.stderr[-2000:]
+    assert json.loads(trusted.stdout)["predictions"][0]["probability"] == pytest.approx(0.1)

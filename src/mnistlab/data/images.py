@@ -10,6 +10,7 @@ is reported before either loads.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,12 @@ MIN_CONTRAST = 32
 #: after the background is removed, pixels fainter than this fraction of the darkest ink are paper
 #: texture or JPEG ringing: dropped, so that they move neither the bounding box nor the centre
 INK_FLOOR = 0.2
+#: images above this many pixels are refused (a 43 KB PNG can hold 144 million); larger than
+#: WORKING_SIDE on their longer side, they are reduced before any work on their pixels
+MAX_PIXELS = 40_000_000
+WORKING_SIDE = 2048
+#: Pillow's modes of more than 8 bits per pixel: integer (16, 32 bits) and float
+DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 class ImageError(MnistlabError):
@@ -66,16 +73,53 @@ def read_grey(path: Path) -> np.ndarray:
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image file")
+    if not path.is_file():  # reading a FIFO or a device would wait forever
+        raise ImageError(f"{path}: not a regular file (a pipe, a socket or a device); give an image file")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # Pillow warns of a decompression bomb above 89 MP; ours refuses first
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as image:
+            width, height = image.size  # from the header: nothing decoded yet
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"{path}: {width} x {height} pixels ({width * height / 1e6:.0f} megapixels) is more "
+                    f"than predict reads ({MAX_PIXELS / 1e6:.0f}); scale the image down"
+                )
+            image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decoded at a fraction of its size
             image = ImageOps.exif_transpose(image)  # a phone photo's orientation tag
+            factor = max(image.size) // WORKING_SIDE
+            if factor > 1:
+                if image.mode in ("P", "1"):  # palette and bilevel images do not reduce
+                    image = image.convert("RGBA")
+                image = image.reduce(factor)
+            if image.mode in DEEP_MODES:
+                return _deep_to_grey(np.asarray(image), path)
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
             return np.asarray(image.convert("L"), dtype=np.uint8)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file Pillow can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # truncated, corrupt, huge
+    except Image.DecompressionBombError as exc:  # too large for Pillow to open at all
+        raise ImageError(
+            f"{path}: more than predict reads ({MAX_PIXELS / 1e6:.0f} megapixels: {exc}); scale the image down"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated, corrupt
         raise ImageError(f"{path}: cannot read the image ({' '.join(str(exc).split())})") from None
+
+
+def _deep_to_grey(pixels: np.ndarray, path: Path) -> np.ndarray:
+    """16-bit, 32-bit and float grey levels to 0-255 by the image's own range (Pillow's "L"
+    conversion clips them instead: a 16-bit digit came out nearly blank)."""
+    values = pixels.astype(np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ImageError(f"{path}: holds no finite pixel value")
+    low, high = float(finite.min()), float(finite.max())
+    if high == low:
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    scaled = (np.nan_to_num(values, nan=low, posinf=high, neginf=low) - low) / (high - low) * 255.0
+    return np.round(scaled).astype(np.uint8)
 
 
 def to_mnist(grey: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -88,18 +88,27 @@ def best_run(client: MlflowClient, experiment: str) -> Chosen:
     )
 
 
-def load(chosen: Chosen) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from images (N, 28, 28, 1) to class probabilities (N, 10). Keras models load with
-    safe mode on (``tracking.models.load_keras_model``); a model of another flavour through pyfunc."""
+def load(chosen: Chosen, trust: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from images (N, 28, 28, 1) to class probabilities (N, 10). Keras models in the
+    .keras format load with safe mode on (``tracking.models.load_keras_model``); any other model
+    (another flavour, a Keras model exported as a SavedModel) runs code of its own when it loads,
+    so only with ``trust``."""
     from mnistlab.tracking import models  # TensorFlow: only for the commands that load a model
 
     try:
         flavors = mlflow.models.get_model_info(chosen.uri).flavors
     except (MlflowException, OSError) as exc:
         raise ModelChoiceError(f"{chosen.uri}: cannot load this model ({one_line(exc, 300)})") from None
-    if "keras" in flavors:
+    keras_flavor = flavors.get("keras") or {}
+    if keras_flavor and not keras_flavor.get("save_exported_model"):
         model = models.load_keras_model(chosen.uri)
         return lambda x: np.asarray(model.predict(x, verbose=0))
+    if not trust:
+        kind = "a Keras model exported as a SavedModel" if keras_flavor else f"a {', '.join(flavors) or '?'} model"
+        raise ModelChoiceError(
+            f"{chosen.uri}: {kind}, which runs code of its own when it loads (only .keras files "
+            "load in Keras's safe mode); pass --trust-model if you trust where it came from"
+        )
     pyfunc = mlflow.pyfunc.load_model(chosen.uri)
     return lambda x: np.asarray(pyfunc.predict(x))
 

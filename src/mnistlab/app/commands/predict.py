@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="load a model that is not a .keras file (another MLflow flavour, a SavedModel): it "
+        "runs code of its own when it loads; only for models you trust",
+    )
     _add_show(parser)
 
 
@@ -75,7 +81,7 @@ def predict(args: argparse.Namespace) -> int:
         client = store.existing_store(uri, store_origin(args.uri))
         chosen = registry.of_run(client, args.run) if args.run else registry.best_run(client, args.experiment)
         store.use(uri)
-    model = registry.load(chosen)
+    model = registry.load(chosen, trust=args.trust_model)
     shown = _show(args, prepared)
     probabilities = model(np.stack([p.model_input() for p in prepared]))
     rows = [_row(p, probs, shown.get(p.path)) for p, probs in zip(prepared, probabilities)]
