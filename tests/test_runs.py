@@ -242,7 +242,8 @@ def test_run_that_raises_is_failed_with_its_reason(tmp_path, store):
     assert "Traceback" in saved.read_text()
     run = only_run(store, "broken")
     assert run.info.status == "FAILED"
-    assert run.data.tags["failure_reason"].split(":")[0] in lines[-1]
+    kind, reason = run.data.tags["failure_reason"].split(": ", 1)
+    assert kind == "TrackingError" and "Not a directory" in reason and reason[:100] in lines[-1]
 
 
 @pytest.mark.slow

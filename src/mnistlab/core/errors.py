@@ -30,7 +30,12 @@ class DataError(MnistlabError):
 
 
 class TrackingError(MnistlabError):
-    """The MLflow tracking store cannot be used."""
+    """The MLflow tracking store cannot be used. ``cause``: the store's own exception when the
+    cause is not one the message can name (its traceback is saved, as an unexpected error's is)."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class Terminated(KeyboardInterrupt):

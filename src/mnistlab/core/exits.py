@@ -39,7 +39,9 @@ def describe(exc: BaseException, output_dir: str | None = None) -> tuple[str, in
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted" + hint, EXIT_INTERRUPTED
     if isinstance(exc, MnistlabError):
-        return str(exc), exc.exit_code
+        cause = getattr(exc, "cause", None)
+        saved = _save_traceback(cause, output_dir) if cause is not None and output_dir else None
+        return str(exc) + (f" (traceback in {saved})" if saved else ""), exc.exit_code
     if isinstance(exc, (HydraException, OmegaConfBaseException)):
         return hydra_error_line(exc), EXIT_USAGE
     if isinstance(exc, yaml.YAMLError):  # a config file that is not valid YAML (names file and line)

@@ -20,13 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mnistlab.config.groups import flatten
 from mnistlab.core import interrupts
-from mnistlab.core.errors import TrackingError
 from mnistlab.core.redaction import redact_tree
 from mnistlab.reports import evaluation
 from mnistlab.tracking import models, provenance
 from mnistlab.tracking.runs import active_run
 from mnistlab.tracking.safe import SafeClient
-from mnistlab.tracking.store import store_problem
+from mnistlab.tracking.store import store_error
 
 
 @contextmanager
@@ -44,7 +43,7 @@ def _store_errors(method: Callable) -> Callable:
         try:
             return method(self, *args, **kwargs)
         except (MlflowException, SQLAlchemyError, OSError) as exc:
-            raise TrackingError(store_problem(mlflow.get_tracking_uri(), exc)) from None
+            raise store_error(mlflow.get_tracking_uri(), exc) from None
 
     return write
 

@@ -17,10 +17,10 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from mnistlab.core import interrupts
-from mnistlab.core.errors import ConfigError, TrackingError, one_line
+from mnistlab.core.errors import ConfigError, one_line
 from mnistlab.core.redaction import redact, redact_all
 from mnistlab.tracking.safe import SafeClient, safe_run_name
-from mnistlab.tracking.store import follow_move, quiet_store_errors, sqlite_path, store_problem
+from mnistlab.tracking.store import follow_move, quiet_store_errors, sqlite_path, store_error, store_problem
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def active_run(
         with quiet_store_errors():
             run = _start_or_continue(experiment_id, run_name, tags, run_id)
     except Exception as exc:
-        raise TrackingError(store_problem(mlflow.get_tracking_uri(), exc)) from None
+        raise store_error(mlflow.get_tracking_uri(), exc) from None
     quiet = logging.getLogger("mlflow.store.db.utils")  # logs each store error with its traceback first
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)

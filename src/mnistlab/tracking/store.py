@@ -88,7 +88,7 @@ def open_experiment(uri: str, name: str) -> str:
                         raise
                     experiment = client.get_experiment_by_name(name)
     except Exception as exc:  # MLflow's own errors and the database driver's
-        raise TrackingError(store_problem(uri, exc)) from None
+        raise store_error(uri, exc, opening=True) from None
     if experiment.lifecycle_stage == "deleted":
         raise TrackingError(
             f"tracking.experiment={name!r} is deleted in {uri}; restore it with "
@@ -100,28 +100,40 @@ def open_experiment(uri: str, name: str) -> str:
 
 def store_problem(uri: str, exc: BaseException) -> str:
     """One line for a store that cannot be used, saying what to do about the usual causes."""
+    return _diagnose(uri, exc, "the MLflow store failed")[0]
+
+
+def store_error(uri: str, exc: BaseException, opening: bool = False) -> TrackingError:
+    """``store_problem`` as the error to raise; a cause neither it nor MLflow names keeps the
+    store's exception, whose traceback is then saved like an unexpected error's."""
+    message, named = _diagnose(uri, exc, "cannot open the MLflow store" if opening else "the MLflow store failed")
+    return TrackingError(message, cause=None if named else exc)
+
+
+def _diagnose(uri: str, exc: BaseException, otherwise: str) -> tuple[str, bool]:
     while getattr(exc, "orig", None) is not None or exc.__cause__ is not None:  # the database driver's own words
         exc = getattr(exc, "orig", None) or exc.__cause__
     text, where = one_line(exc, 300), f"tracking.uri={redact(uri)!r}"
     text = text.split(" [SQL: ")[0]  # the statement and its values say nothing the user can act on
     db = sqlite_path(uri)
     if db is not None and not db.exists():
-        return f"{where}: the database {db} is gone (deleted while the run trained?) ({text})"
+        return f"{where}: the database {db} is gone (deleted while the run trained?) ({text})", True
     if "disk is full" in text or "No space left" in text or "File too large" in text:
-        return f"{where}: the disk holding {db or 'the store'} is full; free some space ({text})"
+        return f"{where}: the disk holding {db or 'the store'} is full; free some space ({text})", True
     if "readonly database" in text or "read-only file system" in text.lower():
         return (
             f"{where}: the database {db or ''} is read-only; make it and its folder writable, or point "
             f"tracking.uri (or MLFLOW_TRACKING_URI) at a store you can write ({text})"
-        )
+        ), True
     if "database is locked" in text:
         return (
             f"{where}: the database {db or ''} is locked by another process (an open transaction, or a "
             f"network file system without locking); close that process or use another store ({text})"
-        )
+        ), True
     if "unable to open database file" in text:
-        return f"{where}: cannot create or open the database {db or ''}: is its folder writable? ({text})"
-    return f"{where}: the MLflow store failed ({text})"
+        return f"{where}: cannot create or open the database {db or ''}: is its folder writable? ({text})", True
+    # MLflow's own messages are written for users; a bare OS or driver error is a surprise worth a traceback
+    return f"{where}: {otherwise} ({text})", isinstance(exc, MlflowException)
 
 
 #: columns of MLflow's SQL schema that hold absolute artifact locations
