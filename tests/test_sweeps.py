@@ -272,12 +272,12 @@ def test_compare_command_ranks_what_the_store_holds(small_sweep, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines() if any(c.info.run_id in line for c in children)]
     assert [row[-1] for row in rows] == [c.info.run_id for c in expected]  # ranked as the store says
-    for row, child in zip(rows, expected, strict=True):
+    for row, child in zip(rows, expected, strict=True):  # #, run, status, config #, seed, test acc, run id
         assert row[0] == str(expected.index(child) + 1) and row[2] == "FINISHED"
-        assert row[4] == f"{child.data.metrics['test_accuracy']:.4f}"
-        assert row[5] == f"{child.data.metrics['test_loss']:.4f}"
+        assert row[4] == child.data.params["seed"]
+        assert row[5] == f"{child.data.metrics['test_accuracy']:.2%}"
     assert f"wrote {out}/" in proc.stdout
-    for png in ("test_accuracy.png", "val_accuracy.png"):
+    for png in ("test_accuracy.png", "val_accuracy_curves.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     assert [r["run_id"] for r in csv.DictReader((out / "runs.csv").open())] == [c.info.run_id for c in expected]
 
@@ -338,7 +338,7 @@ def test_compare_without_a_store_does_not_create_one(tmp_path):
     )
     assert proc.returncode == 1
     assert error_lines(proc) == [
-        f"error: no MLflow store at {tmp_path / 'mlflow.db'}: run `python run.py` first, "
+        f"error: no MLflow store at {tmp_path / 'mlflow.db'} (mlflow.db of $MNISTLAB_ROOT): run `python run.py` first, "
         "or pass --uri (or set MLFLOW_TRACKING_URI)"
     ]
     assert not (tmp_path / "mlflow.db").exists()
