@@ -127,10 +127,10 @@ def test_the_ray_launcher_printing_the_jobs_environment_is_redacted(monkeypatch,
     """hydra-ray-launcher logs every ray.init argument, the jobs' environment variables included."""
     import logging
 
-    from mnistlab.app.task import _quiet_launcher_plugins
+    from mnistlab.app.task import quiet_launcher_plugins
 
     monkeypatch.setenv("MY_SERVICE_TOKEN", "s3cr3t-value")
-    _quiet_launcher_plugins()
+    quiet_launcher_plugins()
     init_cfg = {
         "address": "10.0.0.5:6379",
         "runtime_env": {

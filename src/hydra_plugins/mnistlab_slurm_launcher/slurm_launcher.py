@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 
 if submitit_launcher is not None:
     from hydra.core.singleton import Singleton
-    from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+    from hydra.core.utils import JobReturn, filter_overrides
     from omegaconf import OmegaConf
 
-    from mnistlab.sweeps.tracker import LostJob
+    from mnistlab.sweeps.lost import lost_job
 
     class SlurmLauncher(submitit_launcher.SlurmLauncher):
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -81,23 +81,7 @@ if submitit_launcher is not None:
                 raise
             except UncompletedJobError:
                 reason = f"SLURM ended job {job.job_id} ({job.state}) before it returned; its log: {job.paths.stderr}"
-            run_name = ",".join(filter_overrides(overrides))
-            print(f"error: job {number} ({run_name}): {reason}", file=sys.stderr, flush=True)  # as a failed job's
-            _record_lost_job(number, run_name, reason, self._trial_tags(overrides))
-            return JobReturn(
-                overrides=list(overrides),
-                status=JobStatus.COMPLETED,
-                _return_value=LostJob(reason),
-                task_name=self.config.hydra.job.name,
-            )
-
-        def _trial_tags(self, overrides: Sequence[str]) -> dict[str, str] | None:
-            """A search's trial: the tags its run gets (the search finds the run by them)."""
-            from mnistlab.sweeps.trial import TrialLink
-
-            subdir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.subdir=")), None)
-            link = TrialLink.load(Path(str(self.config.hydra.sweep.dir)) / subdir) if subdir else None
-            return link.tags() if link else None
+            return lost_job(self.config.hydra.sweep.dir, number, overrides, reason, self.config.hydra.job.name)
 
     def _cancel(jobs: list) -> None:
         for job in jobs:
@@ -107,17 +91,3 @@ if submitit_launcher is not None:
                 print(f"error: could not cancel SLURM job {job.job_id}: {exc}", file=sys.stderr, flush=True)
         if jobs:
             print(f"cancelled SLURM jobs {' '.join(job.job_id for job in jobs)}", file=sys.stderr, flush=True)
-
-    def _record_lost_job(number: int, run_name: str, reason: str, tags: dict[str, str] | None) -> None:
-        """Its run (RUNNING: its process was killed) ends FAILED; a job that never started gets one."""
-        from mnistlab.sweeps import tracker
-
-        active = tracker.active()
-        if active is None:
-            return
-        try:
-            from mnistlab.tracking import sweeps
-
-            sweeps.record_failed_job(active, number, run_name, reason, tags)
-        except Exception as exc:
-            print(f"error: job {number}: could not record the failure in MLflow: {exc}", file=sys.stderr, flush=True)

@@ -48,7 +48,7 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # the command line as typed, for the runs' "command" tag (a launcher's worker processes have their own argv)
     os.environ[COMMAND] = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    _quiet_launcher_plugins()
+    quiet_launcher_plugins()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's full tracebacks
         hydra_main()
         return
@@ -60,12 +60,14 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
         exit_for(exc)
 
 
-def _quiet_launcher_plugins() -> None:
-    """conf/hydra/launcher/ray.yaml extends hydra-ray-launcher's config of the same name on purpose,
+def quiet_launcher_plugins() -> None:
+    """conf/hydra/launcher/ray.yaml and joblib.yaml replace the plugins' configs of the same name on purpose,
     which Hydra 1.3 warns about each time it composes (up to 4 times a sweep); that plugin logs
     every ray.init argument, the jobs' environment variables included: redacted here; and Ray's
     patience with an address where nothing answers is shortened (RAY_NUM_REDIS_GET_RETRIES)."""
-    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
+    warnings.filterwarnings(
+        "ignore", message=r"\s*'hydra/launcher/(ray|joblib)' is validated against ConfigStore schema"
+    )
     # a Ray address where no cluster answers: give up after ~2 minutes, not Ray's ~14 (20 attempts of ~40 s)
     os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", "3")
     logging.getLogger("hydra_plugins.hydra_ray_launcher._launcher_util").addFilter(Redacted())

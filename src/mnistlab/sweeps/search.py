@@ -49,6 +49,7 @@ from mnistlab.core.errors import ConfigError, MnistlabError, one_line
 from mnistlab.core.redaction import redact
 from mnistlab.sweeps import optuna_adapter as adapter
 from mnistlab.sweeps import tracker
+from mnistlab.sweeps.lost import LostJob
 from mnistlab.sweeps.space import SearchSpace
 from mnistlab.sweeps.trial import OBJECTIVE, PRUNED_AT, PRUNERS, TrialLink
 from mnistlab.tracking import sweeps
@@ -427,7 +428,7 @@ def _objective(result: Any) -> tuple[float | None, str]:
 def _lost(result: Any) -> str | None:
     """Why the launcher lost this job (no result came back), or None."""
     value = getattr(result, "_return_value", None)
-    return value.reason if isinstance(value, tracker.LostJob) else None
+    return value.reason if isinstance(value, LostJob) else None
 
 
 def _finished(study: Any) -> int:

@@ -48,17 +48,6 @@ def report_search(outcome: Any) -> None:
     _search = outcome
 
 
-class LostJob(float):
-    """A job's result when its launcher lost the job (SLURM ended it, no result came back): NaN, so
-    a sweep counts it failed like any job whose objective is NaN, with the reason for a search,
-    which runs a lost trial's parameters once more."""
-
-    def __new__(cls, reason: str) -> LostJob:
-        job = super().__new__(cls, "nan")
-        job.reason = reason
-        return job
-
-
 class SweepFailed(MnistlabError):
     """Some jobs of the sweep did not finish; the others did, and the summary says which."""
 
