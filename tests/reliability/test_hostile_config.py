@@ -307,13 +307,32 @@ RANDOM_KEYS = st.one_of(
 # mostly keys that exist, whose values are checked (random keys are refused at once); Hydra's keys
 # rarely: most of their values are valid, and a valid case trains
 KEYS = st.one_of(*[st.sampled_from(CONFIG_KEYS)] * 8, *[RANDOM_KEYS] * 3, st.sampled_from(HYDRA_KEYS))
+#: the bad inputs of the reliability issue (splits that leave no images, models too big to build,
+#: misspelt layers and arguments, a sqlite path into a missing folder, credentials in a server's URI)
+KNOWN_BAD = [
+    "data.val_split=0.99999",
+    "data.val_split=0.000001",
+    "data.val_split=0.9999999999",
+    "model.layers.3.units=1000000000",
+    "model.layers.0.filters=100000",
+    "trainer.batch_size=100000000",
+    "model.layers.0.type=Dens",
+    "model.layers.0.type=conv2d",
+    "model.layers.3.unitz=10",
+    "+model.layers.3.kernel=3",
+    "tracking.uri=sqlite:///./mlfow/x.db",
+    "tracking.uri=sqlite:///./missing/deeper/x.db",
+    "tracking.uri=http://user:pass@127.0.0.1:9",
+]
 
 
 @st.composite
 def overrides(draw) -> str:
     """One command-line override: ``key=value``, ``+key=value``, ``++key=value``, ``~key[=value]``,
-    or ``group=option``."""
-    kind = draw(st.sampled_from(["key", "key", "key", "key", "group"]))
+    ``group=option``, or one of the known bad inputs."""
+    kind = draw(st.sampled_from(["key", "key", "key", "key", "group", "known"]))
+    if kind == "known":
+        return draw(st.sampled_from(KNOWN_BAD))
     if kind == "group":
         group = draw(st.sampled_from(sorted(GROUPS)))
         # an existing option last: hypothesis favours the first branches, and a valid case trains
