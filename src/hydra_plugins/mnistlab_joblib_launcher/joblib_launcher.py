@@ -25,6 +25,7 @@ from joblib.externals import cloudpickle  # joblib's own copy: the plugin's depe
 
 from hydra_plugins.hydra_joblib_launcher._core import execute_job
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher as PluginLauncher
+from hydra_plugins.mnistlab_joblib_launcher.config import MnistlabJoblibLauncherConf  # noqa: F401  (registers it)
 from mnistlab.app.task import quiet_launcher_plugins
 from mnistlab.core import processes
 from mnistlab.sweeps.lost import lost_job
