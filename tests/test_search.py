@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from conftest import RUN_PY, cli_env, error_lines, mlflow_client
 from mnistlab.core.errors import ConfigError
-from mnistlab.sweeps.search import RETRY_OF, Search, Settings
+from mnistlab.sweeps.search import RETRY_OF, Search, SearchStopped, Settings
 from mnistlab.sweeps.space import parse
 from mnistlab.sweeps.trial import PRUNED_AT
 
@@ -277,9 +277,11 @@ def test_one_failure_more_than_max_failures_stops_the_search(tmp_path):
     runner, _ = _search(
         tmp_path, [_job(0.5), _job(float("nan")), _job(error=ValueError("x")), _job(0.9)], n_trials=3, max_failures=1
     )
-    result = runner.run()
-    assert not result.reached and (result.finished, result.failed_here, result.launched) == (1, 2, 3)
-    assert "stopped after 2 failed trials" in result.problem()
+    with pytest.raises(SearchStopped, match="stopped after 2 failed trials") as stopped:
+        runner.run()  # no mnistlab sweep callback in this process to report it: the search raises
+    assert "1 of 3 trials finished" in str(stopped.value)
+    assert [t.state.name for t in study(tmp_path, "rules").trials] == ["COMPLETE", "FAIL", "FAIL"]
+    assert (runner.failed_here, runner.launched) == (2, 3)
 
 
 @pytest.mark.fast

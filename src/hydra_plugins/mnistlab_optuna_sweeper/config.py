@@ -1,6 +1,6 @@
 """The sweeper's config, registered as ``hydra/sweeper: mnistlab_optuna``. Its keys mirror the
 official hydra-optuna-sweeper 1.4 (``direction``, ``study_name``, ``storage``, ``n_trials``,
-``n_jobs``, ``sampler``, ``params``), so moving to it later is a config change; ``pruner`` and
+``n_jobs``, ``sampler``, ``params``, ``custom_search_space``), so moving to it later is a config change; ``pruner`` and
 ``max_failures`` are this project's."""
 
 from dataclasses import dataclass, field
@@ -12,6 +12,9 @@ from hydra.core.config_store import ConfigStore
 @dataclass
 class MnistlabOptunaSweeperConf:
     _target_: str = "hydra_plugins.mnistlab_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    # Hydra leaves the sampler and pruner configs alone (the search instantiates them, a GridSampler
+    # with the grid of params when it has no search_space of its own)
+    _recursive_: bool = False
     # maximize or minimize the job's objective (validation accuracy: maximize)
     direction: str = "maximize"
     # the study's name in the storage; the same name continues the same study
@@ -32,6 +35,9 @@ class MnistlabOptunaSweeperConf:
     max_failures: int = 3
     # the search space: key -> choice(...), interval(...), tag(log, interval(...)), range(...), or a fixed value
     params: Optional[Dict[str, Any]] = None
+    # dotted path of a function (cfg, trial) -> None that suggests more keys (trial.suggest_*): a
+    # conditional space, as the official plugin's custom_search_space; its keys become overrides
+    custom_search_space: Optional[str] = None
 
 
 ConfigStore.instance().store(

@@ -61,12 +61,14 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
 
 
 def quiet_launcher_plugins() -> None:
-    """conf/hydra/launcher/ray.yaml and joblib.yaml replace the plugins' configs of the same name on purpose,
-    which Hydra 1.3 warns about each time it composes (up to 4 times a sweep); that plugin logs
-    every ray.init argument, the jobs' environment variables included: redacted here; and Ray's
-    patience with an address where nothing answers is shortened (RAY_NUM_REDIS_GET_RETRIES)."""
+    """conf/hydra/launcher/ray.yaml, joblib.yaml and conf/hydra/sweeper/basic.yaml replace the
+    plugins' configs of the same name on purpose, which Hydra 1.3 warns about each time it composes
+    (up to 4 times a sweep); hydra-ray-launcher logs every ray.init argument, the jobs' environment
+    variables included: redacted here; and Ray's patience with an address where nothing answers is
+    shortened (RAY_NUM_REDIS_GET_RETRIES)."""
     warnings.filterwarnings(
-        "ignore", message=r"\s*'hydra/launcher/(ray|joblib)' is validated against ConfigStore schema"
+        "ignore",
+        message=r"\s*'hydra/(launcher/ray|launcher/joblib|sweeper/basic)' is validated against ConfigStore schema",
     )
     # a Ray address where no cluster answers: give up after ~2 minutes, not Ray's ~14 (20 attempts of ~40 s)
     os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", "3")

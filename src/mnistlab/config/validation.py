@@ -6,6 +6,7 @@ each field's ``rule``."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import typing
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, List
 from urllib.parse import unquote
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from mnistlab.config.callbacks import CALLBACKS
@@ -34,11 +35,17 @@ NAMED_GROUPS: dict[str, Registry] = {"optimizer": OPTIMIZERS, "scheduler": SCHED
 DEFAULT_OPTIONS = {"scheduler": "constant", "loss": "crossentropy"}  # for configs composed without the group
 
 
+def _resolved(cfg: DictConfig, key: str) -> Any:
+    value = cfg[key]  # raises for a missing value or an interpolation that cannot resolve
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True, throw_on_missing=True)
+    return value
+
+
 def validate(cfg: DictConfig) -> DictConfig:
     """Return the config typed by the schema, or raise ConfigError naming the first bad key."""
-    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # compose(return_hydra_config=True)
-    try:
-        raw = OmegaConf.to_container(job, resolve=True, throw_on_missing=True)
+    try:  # every key but hydra (compose(return_hydra_config=True)), resolved in place: no copy of the tree
+        raw = {key: _resolved(cfg, key) for key in cfg if key != "hydra"}
     except OmegaConfBaseException as exc:
         raise ConfigError(_dotted(getattr(exc, "full_key", "")), f"cannot be resolved ({_first_line(exc)})") from None
 
@@ -107,9 +114,15 @@ def _name_of(node: Any) -> Any:
     return node.get("name") if isinstance(node, dict) else node
 
 
+@functools.cache
+def _structured(schema: type) -> DictConfig:
+    """The schema's defaults as a config, built once (merge copies it: the cached one stays as is)."""
+    return OmegaConf.structured(schema)
+
+
 def _merge(schema: type, raw: Any, prefix: str) -> DictConfig:
     try:
-        return OmegaConf.merge(OmegaConf.structured(schema), raw)
+        return OmegaConf.merge(_structured(schema), raw)
     except ConfigKeyError as exc:
         key = _dotted(exc.full_key)
         parent = _unwrap(_field_type(schema, key.rpartition(".")[0]))

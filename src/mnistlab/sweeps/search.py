@@ -39,7 +39,7 @@ from typing import Any
 import matplotlib
 import matplotlib.pyplot as plt
 import optuna
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 from optuna.visualization import matplotlib as optuna_plots
@@ -105,6 +105,7 @@ class Settings:
     pruner: Any = None
     max_failures: int = 3
     params: dict[str, Any] | None = field(default=None)
+    custom_search_space: str | None = None
 
     @classmethod
     def of(cls, sweeper: DictConfig | Mapping, launcher_jobs: int | None = None) -> Settings:
@@ -112,6 +113,7 @@ class Settings:
         core, as joblib counts), the batch size when ``n_jobs`` is null."""
         values = OmegaConf.to_container(sweeper, resolve=True) if isinstance(sweeper, DictConfig) else dict(sweeper)
         values.pop("_target_", None)
+        values.pop("_recursive_", None)
         if values.get("n_jobs") is None:
             jobs = launcher_jobs if isinstance(launcher_jobs, int) else 1
             values["n_jobs"] = max(1, jobs if jobs > 0 else (os.cpu_count() or 1) + 1 + jobs)
@@ -142,17 +144,41 @@ class Settings:
             raise ConfigError("hydra.sweeper.study_name", "must not be empty", self.study_name)
 
 
+def custom_search_space(path: str) -> Callable[[Any, Any], None]:
+    """The function ``hydra.sweeper.custom_search_space`` names, or a one-line error."""
+    try:
+        function = get_method(path)
+    except Exception as exc:  # Hydra's: not importable, or not a callable
+        raise ConfigError("hydra.sweeper.custom_search_space", f"cannot import it ({one_line(exc)})", path) from None
+    return function
+
+
 def default_storage(root_dir: str | Path) -> str:
     """A sqlite file next to mlflow.db."""
     return f"sqlite:///{Path(root_dir).resolve() / 'optuna.db'}"
 
 
-def make_sampler(spec: Any, offset: int) -> Any:
-    """The configured sampler (TPE by default) with its seed moved on by ``offset``."""
+GRID_SAMPLERS = ("optuna.samplers.GridSampler", "optuna.samplers.BruteForceSampler")
+
+
+def make_sampler(spec: Any, offset: int, space: SearchSpace | None = None) -> Any:
+    """The configured sampler (TPE by default) with its seed moved on by ``offset``; a GridSampler
+    without a ``search_space`` takes the grid of ``space`` (the params' choices and ranges)."""
     spec = dict(spec or {"_target_": "optuna.samplers.TPESampler"})
     if spec.get("seed") is not None:
         spec["seed"] = int(spec["seed"]) + offset
+    if spec.get("_target_") == GRID_SAMPLERS[0] and not spec.get("search_space") and space is not None:
+        spec["search_space"] = space.grid()
     return instantiate(spec)
+
+
+def grid_size(spec: Any, space: SearchSpace) -> int | None:
+    """How many trials a grid sampler has (the study's n_trials is capped at it), or None."""
+    spec = dict(spec or {})
+    if spec.get("_target_") not in GRID_SAMPLERS:
+        return None
+    grid = spec.get("search_space") or space.grid()
+    return math.prod(len(values) for values in grid.values())
 
 
 class Search:
@@ -165,8 +191,12 @@ class Search:
         root_dir: str,
         sweep_dir: Path,
         launch: Callable[[list[list[str]], int], list[Any]],
+        extend: Callable[[Any], None] | None = None,
     ) -> None:
+        """``extend``: the custom search space, called with each trial to suggest more keys."""
         self.settings, self.space, self.sweep_dir, self.launch = settings, space, sweep_dir, launch
+        self.extend = extend
+        self.grid_done = False  # a grid sampler asked the study to stop: its grid is covered
         self.storage_url = settings.storage or default_storage(root_dir)
         self.study_name = settings.study_name or "mnistlab"
         self.host, self.pid = socket.gethostname(), os.getpid()
@@ -188,7 +218,11 @@ class Search:
         self._fail_dead_trials(study)
         # a resumed study moves on by its trials so far, a parallel worker by its place among the workers
         offset = len(study.trials) + 7919 * self._worker_index(study)
-        study.sampler = make_sampler(self.settings.sampler, offset)
+        study.sampler = make_sampler(self.settings.sampler, offset, self.space)
+        size = grid_size(self.settings.sampler, self.space)
+        if size is not None and size < self.settings.n_trials:
+            log.info("the grid has %d points: n_trials %d is capped at %d", size, self.settings.n_trials, size)
+            self.settings.n_trials = size
         log.info(
             "Optuna study %r in %s: %d of %d trials finished",
             self.study_name,
@@ -201,7 +235,7 @@ class Search:
             self._fail_dead_trials(study)
             finished = _finished(study)
             missing = self.settings.n_trials - finished - self._others_running(study)
-            if finished >= self.settings.n_trials:
+            if finished >= self.settings.n_trials or self.grid_done:
                 break
             if missing <= 0:  # other workers' trials may finish the study; if they fail or die, this one goes on
                 time.sleep(WAIT_S)
@@ -210,6 +244,9 @@ class Search:
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 try:
                     trials = [study.ask(distributions) for _ in range(min(self.settings.n_jobs, missing))]
+                    for trial in trials:
+                        if self.extend is not None:
+                            self.extend(trial)
                 except ValueError as exc:  # e.g. a key that was an interval() is now a choice()
                     raise ConfigError(
                         "hydra.sweeper.params",
@@ -244,8 +281,20 @@ class Search:
             self.launched,
             _best(study),
         )
+        self._write_results(study)
         tracker.report_search(outcome)  # the sweep's end reads it: failed trials are part of a search
+        if not outcome.reached and tracker.active() is None:
+            # no mnistlab sweep callback in this app to say it and exit non-zero: Hydra does, with the reason
+            raise SearchStopped(outcome.problem())
         return outcome
+
+    def _write_results(self, study: Any) -> None:
+        """``optimization_results.yaml`` in the sweep folder, as the official Optuna sweeper writes it."""
+        best = _best(study)
+        if best is None:
+            return
+        results = {"name": "optuna", "best_params": best["params"], "best_value": best["value"]}
+        OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
 
     # -- one trial ------------------------------------------------------------------------------
 
@@ -276,21 +325,31 @@ class Search:
             return
         extra = {}
         if value is not None and PRUNED_AT in attrs:
-            study.tell(trial, state=TrialState.PRUNED)
+            self._told(study, trial, state=TrialState.PRUNED)
             state, extra = "PRUNED", {"optuna.pruned_at_epoch": str(attrs[PRUNED_AT])}
         elif value is not None:
-            study.tell(trial, value)
+            self._told(study, trial, value)
             state = "COMPLETE"
         else:
             reason = self._child_failure_reason(trial.number) or reason
             trial.set_user_attr(FAIL_REASON, reason)
-            study.tell(trial, state=TrialState.FAIL)
+            self._told(study, trial, state=TrialState.FAIL)
             self.failed_here += 1
             state = "FAIL"
             log.warning("Optuna trial %d failed: %s", trial.number, reason)
         if state == "FAIL":
             extra = {"optuna.fail_reason": reason}
         self._tag_child(trial.number, {"optuna.state": state, **extra})
+
+    def _told(self, study: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
+        """``study.tell``. A grid sampler whose grid is covered calls ``study.stop()``, which raises
+        outside ``optimize()``; the trial is stored by then: the search ends there instead."""
+        try:
+            study.tell(trial, *args, **kwargs)
+        except RuntimeError as exc:
+            if "Study.stop" not in str(exc):
+                raise
+            self.grid_done = True
 
     def _fail(self, study: Any, number: int, trial_id: int, reason: str, retry: bool) -> bool:
         """Mark a RUNNING trial FAIL (False if another process got there first) and queue its

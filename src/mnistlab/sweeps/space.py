@@ -2,10 +2,12 @@
 
     optimizer.lr: tag(log, interval(1e-4, 1e-2))    # FloatDistribution(log=True)
     model.layers.4.rate: interval(0.0, 0.5)          # FloatDistribution
-    model.layers.0.filters: tag(int, interval(16, 96))  # IntDistribution (Hydra reads interval() ends as floats)
+    model.layers.0.filters: int(interval(16, 96))    # IntDistribution (also tag(int, interval(16, 96)))
+    trainer.epochs: tag(log, int(interval(2, 32)))   # IntDistribution(log=True)
     trainer.batch_size: choice(32, 64, 128)          # CategoricalDistribution
     trainer.epochs: range(2, 6)                      # IntDistribution(2, 5): Python's range, stop excluded
     seed: 7                                          # not a sweep: the same in every trial
+    +trainer.new_key: choice(1, 2)                   # a key the config lacks: the + stays on each trial's override
 
 Only the parser is imported here (no Optuna), so a bad search space is reported before anything
 heavy loads.
@@ -34,6 +36,22 @@ class Dimension:
     step: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    element: str = ""  # the key as the override wrote it: with its +, ++ or @package
+
+    def grid(self) -> list[Any]:
+        """Every value, for a grid search (GridSampler); an interval has none to list."""
+        if self.kind == "categorical":
+            return list(self.choices)
+        if self.step is None:
+            raise ConfigError(
+                "hydra.sweeper.sampler",
+                f"a grid needs a list of values, and {self.key} is an interval(): use choice() or range() for it",
+            )
+        values, current = [], self.low
+        while current <= self.high + 1e-12 * abs(self.high or 1):
+            values.append(int(current) if self.kind == "int" else current)
+            current += self.step
+        return values
 
     def distribution(self) -> Any:
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -53,14 +71,27 @@ class SearchSpace:
     def distributions(self) -> dict[str, Any]:
         return {key: dim.distribution() for key, dim in self.dimensions.items()}
 
+    def grid(self) -> dict[str, list[Any]]:
+        """GridSampler's ``search_space``: each key's values."""
+        return {key: dim.grid() for key, dim in self.dimensions.items()}
+
+    def describe(self) -> list[str]:
+        """One line per key: its Optuna distribution, then the fixed overrides (a dry run prints them)."""
+        return [f"{key}: {dim.distribution()!r}" for key, dim in self.dimensions.items()] + [
+            f"{line} (fixed)" for line in self.fixed
+        ]
+
     def overrides(self, params: Mapping[str, Any]) -> list[str]:
-        """The command line of one trial: the fixed overrides, then each sampled value."""
-        return [*self.fixed, *(f"{key}={_as_override(value)}" for key, value in params.items())]
+        """The command line of one trial: the fixed overrides, then each sampled value (keys a
+        custom search space suggested, which are not dimensions here, as they are named)."""
+        elements = {key: dim.element or key for key, dim in self.dimensions.items()}
+        return [*self.fixed, *(f"{elements.get(key, key)}={_as_override(value)}" for key, value in params.items())]
 
 
-def parse(params: Mapping[str, Any] | None, arguments: list[str]) -> SearchSpace:
+def parse(params: Mapping[str, Any] | None, arguments: list[str], custom: bool = False) -> SearchSpace:
     """``hydra.sweeper.params`` (from a preset) and the command line's overrides, the command line
-    winning for a key given in both."""
+    winning for a key given in both. ``custom``: a custom search space suggests keys too, so no
+    dimension here is needed."""
     lines = [f"{key}={value}" for key, value in (params or {}).items()] + list(arguments)
     try:
         overrides = OverridesParser.create().parse_overrides(lines)
@@ -76,7 +107,7 @@ def parse(params: Mapping[str, Any] | None, arguments: list[str]) -> SearchSpace
             dimensions[key] = _dimension(key, override)
         else:
             fixed.append(override.input_line)
-    if not dimensions:
+    if not dimensions and not custom:
         raise ConfigError(
             "hydra.sweeper.params",
             "nothing to search: give at least one key a choice(), interval() "
@@ -86,6 +117,11 @@ def parse(params: Mapping[str, Any] | None, arguments: list[str]) -> SearchSpace
 
 
 def _dimension(key: str, override: Override) -> Dimension:
+    dimension = _distribution_of(key, override)
+    return Dimension(**{**dimension.__dict__, "element": override.get_key_element()})
+
+
+def _distribution_of(key: str, override: Override) -> Dimension:
     value = override.value()
     tags = set(getattr(value, "tags", ()) or ())
     unknown = tags - {"log", "int"}
@@ -101,7 +137,9 @@ def _dimension(key: str, override: Override) -> Dimension:
             raise ConfigError(key, f"tag(log, interval({low}, {high})): a log scale needs a start > 0")
         if "int" in tags and not (float(low).is_integer() and float(high).is_integer()):
             raise ConfigError(key, f"tag(int, interval({low}, {high})): an int interval needs whole-number ends")
-        return Dimension(key, "int" if "int" in tags else "float", low, high, log="log" in tags)
+        # int(interval(a, b)) is Hydra's cast: its ends arrive as ints (a plain interval's as floats)
+        is_int = "int" in tags or (isinstance(low, int) and isinstance(high, int))
+        return Dimension(key, "int" if is_int else "float", low, high, log="log" in tags)
     if isinstance(value, RangeSweep):
         if not value.step:
             raise ConfigError(key, f"range({value.start}, {value.stop}, {value.step}): the step must not be 0")
@@ -111,6 +149,12 @@ def _dimension(key: str, override: Override) -> Dimension:
         is_int = all(isinstance(v, int) for v in (value.start, value.stop, value.step))
         return Dimension(key, "int" if is_int else "float", values[0], values[-1], step=value.step)
     if isinstance(value, ChoiceSweep):
+        if value.shuffle:
+            raise ConfigError(
+                key,
+                f"{override.input_line.split('=', 1)[1]}: shuffle() orders a grid sweep's jobs, and a "
+                "search samples its values: use choice()",
+            )
         choices = tuple(value.list)
         for choice in choices:
             if choice is not None and not isinstance(choice, (bool, int, float, str)):

@@ -42,6 +42,12 @@ def active() -> Sweep | None:
     return _active
 
 
+def is_dry_run(config: DictConfig) -> bool:
+    """``hydra/launcher=dry_run``: the jobs are listed and validated, nothing runs."""
+    target = OmegaConf.select(config, "hydra.launcher._target_", default="") or ""
+    return target.endswith(".DryRunLauncher")
+
+
 def report_search(outcome: Any) -> None:
     """A search's outcome, for the sweep's end: its failed trials are part of it, its target decides."""
     global _search
@@ -60,6 +66,8 @@ class SweepTracker(Callback):
         self._ended = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if is_dry_run(config):  # a preview: no store, no parent run, no MLflow import
+            return
         from mnistlab.tracking import provenance, runs, store, sweeps
 
         try:
