@@ -1,6 +1,6 @@
 # The two commands README gives for a fresh machine (Python 3.10+, network):
 #   make run    creates .venv, installs mnistlab, trains the default experiment
-#   make test   creates .venv, installs mnistlab with its test tools, runs the whole suite
+#   make test   creates .venv, installs mnistlab with its test tools, runs the whole suite (one worker per core)
 #   make test-fast  the unit and in-process tests (under 3 minutes): the loop while changing code
 #   make lint       ruff (lint, format) and the import contract
 # Extra arguments: make run ARGS="model=tiny_cnn trainer.epochs=5"   make test PYTEST_ARGS="-m 'not slow'"
@@ -23,8 +23,10 @@ $(BIN)/.installed: pyproject.toml
 run: install
 	$(BIN)/python run.py $(ARGS)
 
+# a test file's tests stay on one worker (--dist loadfile): its module fixtures (a sweep, a server)
+# are built once, and the files run side by side, one per core
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m fast $(PYTEST_ARGS)

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -271,6 +272,8 @@ def ray_head(tmp: Path, num_cpus: int = 2, timeout: float = 120) -> Iterator[Ray
     raises AssertionError when a process of it is left over (after killing it)."""
     check_can_run()
     temp_dir = tmp / "ray"
+    if len(str(temp_dir)) + SESSION_SUFFIX > UNIX_SOCKET_MAX:  # e.g. pytest-xdist's popen-gw<n> folders
+        temp_dir = Path(tempfile.mkdtemp(prefix="ray-"))
     temp_dir.mkdir(parents=True, exist_ok=True)
     assert len(str(temp_dir)) + SESSION_SUFFIX <= UNIX_SOCKET_MAX, (
         f"--temp-dir {temp_dir} is too long for Ray's unix sockets; use a shorter --basetemp"
@@ -335,6 +338,8 @@ def ray_head(tmp: Path, num_cpus: int = 2, timeout: float = 120) -> Iterator[Ray
         yield head
     finally:
         left = stop_head(proc, netns)
+        if not temp_dir.is_relative_to(tmp):  # the short folder made above
+            shutil.rmtree(temp_dir, ignore_errors=True)
     # (not when the block failed: that error is the one to see; the head is stopped all the same)
     assert not left, f"processes of the Ray head were left and had to be killed: {left}"
 
