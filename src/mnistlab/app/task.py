@@ -8,6 +8,7 @@ each as one line. Set HYDRA_FULL_ERROR=1 yourself to get Hydra's behaviour and f
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -26,16 +27,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
 from mnistlab.core import interrupts
-from mnistlab.core.errors import ConfigError, one_line
+from mnistlab.core.errors import ConfigError, MnistlabError, one_line
 from mnistlab.core.exits import describe, exit_for
 from mnistlab.core.redaction import Redacted, redact
+from mnistlab.sweeps import continuation
 from mnistlab.sweeps.trial import TrialLink
 from mnistlab.tracking.links import where_to_look
 from mnistlab.tracking.parents import Sweep
+from mnistlab.train import checkpoints
 from mnistlab.train.checkpoints import check_overrides
 
 ONE_LINE_ERRORS = "MNISTLAB_ONE_LINE_ERRORS"  # set by entry(); inherited by launcher processes
 COMMAND = "MNISTLAB_COMMAND"  # likewise
+log = logging.getLogger(__name__)
 CODE_DIR = "MNISTLAB_CODE_DIR"  # likewise
 
 
@@ -117,6 +121,12 @@ def task(cfg: DictConfig) -> float | None:
         _check_resume(job)  # before anything else: the other overrides are what resume= cannot take
         valid = validate(cfg)
         run_name = valid.tracking.run_name or run_name
+        if job.sweep is not None and job.sweep.continued and job.trial is None:  # a continued grid sweep
+            plan = _continued(job, run_name)
+            if plan.skip is not None:
+                return plan.skip.data.metrics.get("val_accuracy")
+            if plan.resume is not None:
+                valid = _resuming(valid, plan.resume)
         with interrupts.raised():
             from mnistlab import runner  # TensorFlow and MLflow load here, after validation
 
@@ -143,6 +153,35 @@ def task(cfg: DictConfig) -> float | None:
         raise
     print(redact(summary(result, result.config or valid)), flush=True)
     return result.objective
+
+
+def _continued(job: Job, run_name: str) -> continuation.JobPlan:
+    """What this job of a continued sweep does, from its earlier runs; says it when it skips."""
+    from mnistlab.tracking import sweeps  # MLflow: the earlier runs are in the store
+
+    try:
+        checkpoints.read(Path(job.output_dir))
+        has_checkpoint = True
+    except MnistlabError:
+        has_checkpoint = False
+    plan = continuation.job_plan(sweeps.job_runs(job.sweep, job.number), has_checkpoint)
+    if plan.superseded:
+        reason = "its process is gone; the continued sweep runs the job again"
+        sweeps.supersede(job.sweep, list(plan.superseded), reason)
+    if plan.skip is not None:
+        print(f"job {job.number} ({run_name}): FINISHED before, in run {plan.skip.info.run_id}: skipped", flush=True)
+    elif plan.resume is not None:
+        log.info("job %d continues its run %s from its last checkpoint", job.number, plan.resume)
+    return plan
+
+
+def _resuming(valid: DictConfig, run_id: str) -> DictConfig:
+    """The validated config with ``resume`` set: the runner then continues that run."""
+    cfg = copy.deepcopy(valid)
+    OmegaConf.set_readonly(cfg, False)
+    cfg.resume = run_id
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
 
 def _redact_log_files() -> None:

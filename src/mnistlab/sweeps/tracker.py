@@ -17,6 +17,7 @@ import atexit
 import logging
 import secrets
 import signal
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from mnistlab.config import validate
 from mnistlab.core.errors import ConfigError, MnistlabError, Terminated, TrackingError, one_line
 from mnistlab.core.exits import exit_for
 from mnistlab.core.redaction import redact
+from mnistlab.sweeps import continuation
 from mnistlab.tracking.parents import ROLE_TAG, SWEEP_ROLE, Sweep
 
 log = logging.getLogger(__name__)
@@ -81,11 +83,21 @@ class SweepTracker(Callback):
         except Exception as exc:  # Hydra would make it a warning and run the jobs without a parent
             exit_for(exc)
         sweep_dir = Path(config.hydra.sweep.dir)
-        continued = _search_to_continue(config, sweep_dir, uri, experiment_id)
+        try:
+            continued = _search_to_continue(config, sweep_dir, uri, experiment_id) or _grid_to_continue(
+                config, sweep_dir, uri, experiment_id
+            )
+        except Exception as exc:  # not the same jobs, still running, another store
+            exit_for(exc)
         global _active
-        if continued is not None:  # a rerun of a hyperparameter search: the same parent run goes on
+        if continued is not None:  # the same parent run goes on (a search's rerun, a grid's continue)
+            continued = replace(continued, **continuation.owner())
+            continued.save(sweep_dir)
             self._sweep = _active = continued
-            sweeps.client(continued).update_run(continued.parent_run_id, status="RUNNING")
+            client = sweeps.client(continued)
+            client.update_run(continued.parent_run_id, status="RUNNING")
+            if continued.continued:
+                client.set_tag(continued.parent_run_id, "sweep.continued", str(continued.continued))
             self._watch_exit()
             log.info("MLflow parent run %s continues (sweep_id %s)", continued.parent_run_id, continued.sweep_id)
             return
@@ -104,7 +116,7 @@ class SweepTracker(Callback):
         }
         name = f"sweep {sweep_id}" + (f": {', '.join(swept)}" if swept else "")
         parent = runs.start_detached_run(experiment_id, name, tags, params=overrides)
-        self._sweep = _active = Sweep(sweep_id, parent, experiment_id, uri)
+        self._sweep = _active = Sweep(sweep_id, parent, experiment_id, uri, **continuation.owner())
         self._sweep.save(sweep_dir)
         self._watch_exit()
         log.info("MLflow parent run %s (%s), sweep_id %s", parent, name, sweep_id)
@@ -216,6 +228,34 @@ def _search_to_continue(config: DictConfig, sweep_dir: Path, uri: str, experimen
     if previous is None or (previous.tracking_uri, previous.experiment_id) != (uri, experiment_id):
         return None
     return previous if sweeps.parent_is_active(previous) else None
+
+
+def _grid_to_continue(config: DictConfig, sweep_dir: Path, uri: str, experiment_id: str) -> Sweep | None:
+    """A grid sweep's folder given again (hydra.sweep.dir): the same jobs, not running any more, in
+    this store: it continues, one more time."""
+    from mnistlab.tracking import sweeps
+
+    if OmegaConf.select(config, "hydra.sweeper.study_name"):
+        return None  # a search: its study decides what runs
+    try:
+        previous = Sweep.load(sweep_dir)
+        before = OmegaConf.load(sweep_dir / "multirun.yaml")
+    except (OSError, ValueError, TypeError):
+        return None
+    if previous is None:
+        return None
+    where = f"hydra.sweep.dir={str(sweep_dir)!r}"
+    if (previous.tracking_uri, previous.experiment_id) != (uri, experiment_id):
+        raise ConfigError(
+            "",
+            f"{where}: that sweep is recorded in {redact(previous.tracking_uri)} (experiment "
+            f"{previous.experiment_id}), not here; point tracking.uri and tracking.experiment at it",
+        )
+    if not sweeps.parent_is_active(previous):
+        raise ConfigError("", f"{where}: that sweep's parent run {previous.parent_run_id} is deleted or gone")
+    continuation.check_same_jobs(before, config, sweep_dir)
+    continuation.check_not_running(previous, sweep_dir)
+    return replace(previous, continued=previous.continued + 1)
 
 
 def sweep_overrides(config: DictConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 SWEEP_FILE = "sweep.json"
 ROLE_TAG, SWEEP_ROLE = "mnistlab.role", "sweep"  # marks parent runs, so listings can leave them out
+SUPERSEDED_TAG = "sweep.superseded"  # a job's earlier run that a continued sweep ran again (a summary leaves it out)
 
 
 def runs_filter(sweep_id: str) -> str:
@@ -24,6 +25,10 @@ class Sweep:
     parent_run_id: str
     experiment_id: str
     tracking_uri: str
+    continued: int = 0  # how many times the sweep was continued (its jobs then look for their earlier runs)
+    host: str = ""  # the process that launches the jobs now: a second one on this machine is refused
+    pid: int = 0
+    started: str | None = None
 
     def save(self, sweep_dir: Path) -> None:
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from mnistlab.core.errors import MnistlabError, one_line
 from mnistlab.reports.comparison import CURVE, Predictions, RunRow, rank
 from mnistlab.reports.evaluation import PREDICTIONS_ARTIFACT
-from mnistlab.tracking.parents import ROLE_TAG, SWEEP_ROLE, Sweep
+from mnistlab.tracking.parents import ROLE_TAG, SUPERSEDED_TAG, SWEEP_ROLE, Sweep
 
 
 class BadFilter(MnistlabError):
@@ -49,7 +49,10 @@ def find_runs(
 
 
 def sweep_rows(client: MlflowClient, sweep: Sweep) -> list[RunRow]:
-    return find_runs(client, [sweep.experiment_id], sweep.runs_filter)
+    """The sweep's runs, but a job's earlier runs that a continue ran again."""
+    replaced = f"{sweep.runs_filter} and tags.`{SUPERSEDED_TAG}` = 'true'"
+    superseded = {run.info.run_id for run in client.search_runs([sweep.experiment_id], replaced)}
+    return [row for row in find_runs(client, [sweep.experiment_id], sweep.runs_filter) if row.run_id not in superseded]
 
 
 def latest_sweep_id(client: MlflowClient, experiment_ids: Sequence[str]) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 
 from mnistlab.reports.comparison import Report
-from mnistlab.tracking.parents import Sweep
+from mnistlab.tracking.parents import SUPERSEDED_TAG, Sweep
 from mnistlab.tracking.runs import end_detached_run, record_failed_run
 from mnistlab.tracking.safe import SafeClient
 
@@ -66,3 +66,23 @@ def log_summary(client: MlflowClient, run_id: str, report: Report) -> None:
         client.log_metric(run_id, key, value)
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
+
+
+def job_runs(sweep: Sweep, job: int) -> list:
+    """Job ``job``'s runs in this sweep that a continue has not superseded, the newest first."""
+    runs = client(sweep).search_runs(
+        [sweep.experiment_id],
+        f"{sweep.runs_filter} and tags.`sweep.job` = '{job}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return [run for run in runs if SUPERSEDED_TAG not in run.data.tags]
+
+
+def supersede(sweep: Sweep, runs: list, reason: str) -> None:
+    """Earlier runs of a job that a continued sweep runs again: kept, tagged, left out of its summary
+    (a RUNNING one, whose process is gone, ends FAILED with ``reason``)."""
+    mlflow_client = client(sweep)
+    for run in runs:
+        if run.info.status == "RUNNING":
+            end_detached_run(mlflow_client, run.info.run_id, "FAILED", reason)
+        mlflow_client.set_tag(run.info.run_id, SUPERSEDED_TAG, "true")

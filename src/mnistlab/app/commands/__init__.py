@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from mnistlab.app.commands import compare, predict, promote
+from mnistlab.app.commands import compare, continue_sweep, predict, promote
 from mnistlab.app.commands.common import run_command
 
 
@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
             predict.add_preprocess_arguments,
             predict.preprocess,
             "the images as the model sees them, as a JSON request for mlflow models serve",
+        ),
+        (
+            "continue",
+            continue_sweep,
+            continue_sweep.add_arguments,
+            continue_sweep.continue_sweep,
+            "finish a grid sweep that stopped: finished jobs are kept, the rest run",
         ),
         (
             "promote",
