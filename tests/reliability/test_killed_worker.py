@@ -64,3 +64,19 @@ def test_a_killed_worker_fails_its_job_and_the_sweep_goes_on(store):
         for line in lines
     ), lines
     assert lines[-1].endswith("1 of 4 jobs did not finish (job 0 FAILED; the table above says why)")
+
+
+def test_a_lost_job_is_a_failed_job_for_hydra(tmp_path, capsys):
+    """What the joblib and SLURM launchers return for a lost job: FAILED with the reason, and a value
+    Hydra's basic sweeper can read without raising (it reads every result, and would stop the sweep)."""
+    import math
+
+    from hydra.core.utils import JobStatus
+
+    from mnistlab.sweeps.lost import LostJob, lost_job
+
+    result = lost_job(tmp_path, 3, ["seed=4"], "its worker process was killed (signal 9)", "run")
+    assert result.status == JobStatus.FAILED
+    assert isinstance(result.return_value, LostJob) and math.isnan(result.return_value)
+    assert result.return_value.reason == "its worker process was killed (signal 9)"
+    assert capsys.readouterr().err == "error: job 3 (seed=4): its worker process was killed (signal 9)\n"
