@@ -357,3 +357,36 @@ def test_search_space_syntax_becomes_optuna_distributions():
     assert dist["f"] == optuna.distributions.FloatDistribution(0.0, 0.75, step=0.25)
     assert space.fixed == ["seed=7"]
     assert space.overrides({"g": "adam", "a": 0.001, "d": 64}) == ["seed=7", "g=adam", "a=0.001", "d=64"]
+
+
+def test_the_pareto_preset_records_a_two_objective_study_and_its_front(tmp_path, mnist_dir):
+    """hparams_search=tiny_cnn_pareto, 3 tiny trials: accuracy against parameters, the front on the
+    parent run, its runs tagged, and `mnistlab compare` saying which they are."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = search(*TINY[1:], "hparams_search=tiny_cnn_pareto", "hydra.sweeper.n_trials=3", store=store)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    kept = study(tmp_path, "tiny_cnn_pareto")
+    assert [d.name for d in kept.directions] == ["MAXIMIZE", "MINIMIZE"]
+    trials = [t for t in kept.trials if t.state == TrialState.COMPLETE]
+    runs = {int(r.data.tags["optuna.trial"]): r for r in children(store)}
+    for trial in trials:  # the values are the runs' own final val_accuracy and num_params
+        metrics = runs[trial.number].data.metrics
+        assert trial.values == [metrics["val_accuracy"], metrics["num_params"]]
+    front = {t.number for t in kept.best_trials}
+    assert {n for n, r in runs.items() if r.data.tags.get("optuna.pareto_front") == "true"} == front
+    sweep = parent(store)
+    assert sweep.data.tags["optuna.objectives"] == "val_accuracy,num_params"
+    client = mlflow_client(store)
+    table = Path(client.download_artifacts(sweep.info.run_id, "optuna/pareto_front.csv")).read_text().splitlines()
+    assert table[0] == "trial,val_accuracy,num_params,params" and len(table) == 1 + len(front)
+    assert Path(client.download_artifacts(sweep.info.run_id, "optuna/pareto_front.png")).read_bytes()[:4] == b"\x89PNG"
+    compare = subprocess.run(
+        [str(Path(sys.executable).parent / "mnistlab"), "compare", "--uri", store, "--sweep", "last", "--json"],
+        capture_output=True,
+        text=True,
+        env=cli_env(store),
+        timeout=120,
+    )
+    assert compare.returncode == 0, compare.stderr[-2000:]
+    marked = {r["run_id"] for r in json.loads(compare.stdout)["runs"] if r["pareto_front"]}
+    assert marked == {runs[n].info.run_id for n in front}

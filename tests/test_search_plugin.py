@@ -114,3 +114,21 @@ def test_a_custom_search_space_that_cannot_be_imported_is_one_line(tmp_path):
     proc = search(tmp_path, "hydra.sweeper.custom_search_space=plain_search.nope")
     assert proc.returncode != 0
     assert "hydra.sweeper.custom_search_space='plain_search.nope': cannot import it" in proc.stderr, proc.stderr
+
+
+def test_a_multi_objective_search_keeps_its_pareto_front(tmp_path):
+    proc = search(tmp_path, "hydra.sweeper.direction=[maximize,minimize]", "+pair=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    kept = study(tmp_path)
+    assert [d.name for d in kept.directions] == ["MAXIMIZE", "MINIMIZE"]
+    front = {t.number for t in kept.best_trials}
+    assert front and all(len(t.values) == 2 for t in kept.trials)
+    results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert results["name"] == "optuna" and "best_params" not in results
+    assert sorted(s["values"] for s in results["solutions"]) == sorted(kept.trials[n].values for n in front)
+
+
+def test_a_multi_objective_search_refuses_a_pruner(tmp_path):
+    proc = search(tmp_path, "hydra.sweeper.direction=[maximize,minimize]", "+pair=true", "+hydra.sweeper.pruner=median")
+    assert proc.returncode != 0
+    assert "Optuna prunes single-objective studies only" in proc.stderr, proc.stderr[-2000:]

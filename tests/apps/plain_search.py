@@ -9,7 +9,10 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> float:
     if cfg.fail:
         raise RuntimeError("this trial fails on purpose")
-    return float(cfg.x * 10 + cfg.y + cfg.get("z", 0) + cfg.get("w", 0))
+    value = float(cfg.x * 10 + cfg.y + cfg.get("z", 0) + cfg.get("w", 0))
+    if cfg.get("pair"):  # a multi-objective search: one value per direction
+        return [value, float(cfg.x + cfg.y)]
+    return value
 
 
 def extend(cfg: DictConfig, trial) -> None:

@@ -4,7 +4,7 @@ official hydra-optuna-sweeper 1.4 (``direction``, ``study_name``, ``storage``, `
 ``max_failures`` are this project's."""
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -15,8 +15,9 @@ class MnistlabOptunaSweeperConf:
     # Hydra leaves the sampler and pruner configs alone (the search instantiates them, a GridSampler
     # with the grid of params when it has no search_space of its own)
     _recursive_: bool = False
-    # maximize or minimize the job's objective (validation accuracy: maximize)
-    direction: str = "maximize"
+    # maximize or minimize the job's objective (validation accuracy: maximize); a list of them for a
+    # multi-objective search, with `objectives` naming each one's metric
+    direction: Any = "maximize"
     # the study's name in the storage; the same name continues the same study
     study_name: Optional[str] = None
     # SQLAlchemy URL of the Optuna storage; null: sqlite:///<root_dir>/optuna.db (beside mlflow.db)
@@ -38,6 +39,9 @@ class MnistlabOptunaSweeperConf:
     # dotted path of a function (cfg, trial) -> None that suggests more keys (trial.suggest_*): a
     # conditional space, as the official plugin's custom_search_space; its keys become overrides
     custom_search_space: Optional[str] = None
+    # a multi-objective search: the final metric of each trial's run for each direction, e.g.
+    # [val_accuracy, num_params]; null: the job returns one value per direction
+    objectives: Optional[List[str]] = None
 
 
 ConfigStore.instance().store(

@@ -56,6 +56,7 @@ class RunRow:
     test_images: int | None = None
     val_images: int | None = None
     test_ci: tuple[float, float] | None = None  # as the run logged it
+    pareto_front: bool | None = None  # a multi-objective search's trial: on its Pareto front or not
 
     @classmethod
     def of(cls, run: Any) -> RunRow:
@@ -91,6 +92,7 @@ class RunRow:
             test_images=_count(metrics, "test_images", _mnist_images(params, "test")),
             val_images=_count(metrics, "val_images", _mnist_images(params, "val")),
             test_ci=ci,
+            pareto_front={"true": True, "false": False}.get(tags.get("optuna.pareto_front", "")),
         )
 
     def value(self, metric: str) -> float | None:
@@ -367,6 +369,7 @@ class Report:
                     "test_accuracy_ci_low": ci[0] if ci else None,
                     "test_accuracy_ci_high": ci[1] if ci else None,
                     "val_accuracy": row.val_accuracy,
+                    "pareto_front": row.pareto_front,
                 }
             )
         return records
@@ -428,6 +431,9 @@ class Report:
         )
         lines = [*self._notes(), *groups, "runs:", *aligned(self._run_header(), self._run_cells(), numeric={0, 3, 5})]
         lines += [f"  {row.status} {name}: {row.failure_reason}" for row, name in self._failures()]
+        front = [str(i) for i, row in enumerate(self.rows, start=1) if row.pareto_front]
+        if front:
+            lines.append(f"on the search's Pareto front (tag optuna.pareto_front): runs #{', #'.join(front)}")
         return "\n".join(lines)
 
     def figure(self, panels: str = "both"):

@@ -96,7 +96,7 @@ class Outcome:
 class Settings:
     """``hydra.sweeper``: the keys of the official Optuna sweeper, plus pruner and max_failures."""
 
-    direction: str = "maximize"
+    direction: str | list[str] = "maximize"  # a list: a multi-objective search, one per objective
     study_name: str | None = None
     storage: str | None = None
     n_trials: int = 20
@@ -106,6 +106,15 @@ class Settings:
     max_failures: int = 3
     params: dict[str, Any] | None = field(default=None)
     custom_search_space: str | None = None
+    objectives: list[str] | None = None  # a multi-objective search: each direction's final metric of the run
+
+    @property
+    def directions(self) -> list[str]:
+        return list(self.direction) if isinstance(self.direction, (list, tuple)) else [self.direction]
+
+    @property
+    def multi(self) -> bool:
+        return len(self.directions) > 1
 
     @classmethod
     def of(cls, sweeper: DictConfig | Mapping, launcher_jobs: int | None = None) -> Settings:
@@ -122,11 +131,23 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        if self.direction not in ("maximize", "minimize"):
+        if not self.directions or any(d not in ("maximize", "minimize") for d in self.directions):
             raise ConfigError(
                 "hydra.sweeper.direction",
-                f"must be maximize or minimize (the objective is {OBJECTIVE})",
+                f"must be maximize or minimize, or a list of them (the objective is {OBJECTIVE})",
                 self.direction,
+            )
+        if self.objectives is not None and len(self.objectives) != len(self.directions):
+            raise ConfigError(
+                "hydra.sweeper.objectives",
+                f"names {len(self.objectives)} metrics for {len(self.directions)} directions: give one per direction",
+                self.objectives,
+            )
+        if self.multi and self.pruner is not None:
+            raise ConfigError(
+                "hydra.sweeper.pruner",
+                "Optuna prunes single-objective studies only: set it to null for a multi-objective search",
+                self.pruner,
             )
         for key in ("n_trials", "n_jobs"):
             value = getattr(self, key)
@@ -206,13 +227,14 @@ class Search:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = adapter.open_storage(self.storage_url)
         study = optuna.create_study(
-            study_name=self.study_name, storage=storage, load_if_exists=True, direction=self.settings.direction
+            study_name=self.study_name, storage=storage, load_if_exists=True, directions=self.settings.directions
         )
-        if study.direction.name.lower() != self.settings.direction:
+        existing = [d.name.lower() for d in study.directions]
+        if existing != self.settings.directions:
             raise ConfigError(
                 "hydra.sweeper.direction",
                 f"study {self.study_name!r} in {redact(self.storage_url)} "
-                f"was created to {study.direction.name.lower()}; use another study_name",
+                f"was created to {', '.join(existing)}; use another study_name",
                 self.settings.direction,
             )
         self._fail_dead_trials(study)
@@ -291,9 +313,15 @@ class Search:
     def _write_results(self, study: Any) -> None:
         """``optimization_results.yaml`` in the sweep folder, as the official Optuna sweeper writes it."""
         best = _best(study)
-        if best is None:
+        if self.settings.multi:
+            front = _pareto(study)
+            if not front:
+                return
+            results = {"name": "optuna", "solutions": [{"params": t["params"], "values": t["values"]} for t in front]}
+        elif best is None:
             return
-        results = {"name": "optuna", "best_params": best["params"], "best_value": best["value"]}
+        else:
+            results = {"name": "optuna", "best_params": best["params"], "best_value": best["value"]}
         OmegaConf.save(OmegaConf.create(results), self.sweep_dir / "optimization_results.yaml")
 
     # -- one trial ------------------------------------------------------------------------------
@@ -316,7 +344,7 @@ class Search:
         return [*self.space.overrides(trial.params), f"hydra.sweep.subdir={folder}"]
 
     def _tell(self, study: Any, trial: Any, result: Any) -> None:
-        value, reason = _objective(result)
+        value, reason = self._values(trial.number, result) if self.settings.multi else _objective(result)
         attrs = adapter.stored_trial(study, adapter.trial_id(trial)).user_attrs
         lost = _lost(result)
         if lost and RETRY_OF not in attrs:  # e.g. SLURM preempted it: not the parameters' fault, once
@@ -340,6 +368,32 @@ class Search:
         if state == "FAIL":
             extra = {"optuna.fail_reason": reason}
         self._tag_child(trial.number, {"optuna.state": state, **extra})
+
+    def _values(self, number: int, result: Any) -> tuple[list[float] | None, str]:
+        """A multi-objective trial's values: the job's returned sequence, or the final metrics
+        ``objectives`` names, read from the trial's run; None and why, when one is missing or not finite."""
+        try:
+            returned = result.return_value  # raises the job's exception when Hydra caught one
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {one_line(exc)}"
+        if isinstance(returned, (list, tuple)) and self.settings.objectives is None:
+            values = list(returned)
+        elif self.settings.objectives is not None:
+            runs = [run for run in self._children(number) if run.info.status == "FINISHED"]
+            if not runs:
+                return None, "the trial's run did not finish"
+            metrics = runs[0].data.metrics
+            missing = [name for name in self.settings.objectives if name not in metrics]
+            if missing:
+                return None, f"the trial's run logged no {', '.join(missing)} (hydra.sweeper.objectives)"
+            values = [metrics[name] for name in self.settings.objectives]
+        else:
+            return None, "a multi-objective search needs hydra.sweeper.objectives, or a job that returns one value each"
+        if len(values) != len(self.settings.directions) or not all(
+            isinstance(v, (int, float)) and math.isfinite(v) for v in values
+        ):
+            return None, f"the objectives are {values}"
+        return [float(v) for v in values], ""
 
     def _told(self, study: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
         """``study.tell``. A grid sampler whose grid is covered calls ``study.stop()``, which raises
@@ -422,14 +476,31 @@ class Search:
                 tags.update({f"optuna.best.{key}": str(value) for key, value in best["params"].items()})
                 client.log_metric(run_id, f"best_{OBJECTIVE}", best["value"])
                 client.log_text(run_id, json.dumps(best, indent=2) + "\n", "optuna/best_trial.json")
+            if self.settings.multi:
+                tags["optuna.directions"] = ",".join(self.settings.directions)
+                tags["optuna.objectives"] = ",".join(self.settings.objectives or [])
+                self._log_pareto(study, client, run_id)
             for key, value in tags.items():
                 client.set_tag(run_id, key, value)
             client.log_text(run_id, study.trials_dataframe().to_csv(index=False), "optuna/trials.csv")
-            for name, figure in _plots(study).items():
+            for name, figure in _plots(study, self.settings.objectives).items():
                 client.log_figure(run_id, figure, f"optuna/{name}.png")
                 plt.close(figure)
         except Exception as exc:  # the study is safe in its storage; the parent's copy is a convenience
             log.warning("could not log the study to the parent run %s: %s", run_id, one_line(exc))
+
+    def _log_pareto(self, study: Any, client: Any, run_id: str) -> None:
+        """The Pareto front as a table on the parent (``optuna/pareto_front.csv``), each objective
+        against the others; the front's runs tagged ``optuna.pareto_front=true``."""
+        names = self.settings.objectives or [f"objective_{i}" for i in range(len(self.settings.directions))]
+        front = _pareto(study)
+        rows = ["trial," + ",".join(names) + ",params"]
+        for t in sorted(front, key=lambda t: t["values"]):
+            rows.append(f"{t['number']}," + ",".join(f"{v:g}" for v in t["values"]) + f',"{t["params"]}"')
+        client.log_text(run_id, "\n".join(rows) + "\n", "optuna/pareto_front.csv")
+        on_front = {t["number"] for t in front}
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            self._tag_child(trial.number, {"optuna.pareto_front": "true" if trial.number in on_front else "false"})
 
     # -- the trial's MLflow run -----------------------------------------------------------------
 
@@ -495,6 +566,8 @@ def _finished(study: Any) -> int:
 
 
 def _best(study: Any) -> dict | None:
+    if len(study.directions) > 1:  # no single best: the Pareto front (_pareto)
+        return None
     try:
         best = study.best_trial
     except ValueError:  # no COMPLETE trial yet
@@ -502,12 +575,21 @@ def _best(study: Any) -> dict | None:
     return {"number": best.number, "value": best.value, "params": best.params}
 
 
-def _plots(study: Any) -> dict[str, Any]:
+def _pareto(study: Any) -> list[dict]:
+    """A multi-objective study's Pareto front: the trials no other trial beats on every objective."""
+    return [{"number": t.number, "values": list(t.values), "params": t.params} for t in study.best_trials]
+
+
+def _plots(study: Any, names: list[str] | None = None) -> dict[str, Any]:
     """Optuna's own matplotlib plots (importance needs two finished trials that differ)."""
     matplotlib.use("Agg")
     figures = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if len(study.directions) > 1:
+            if study.best_trials:
+                figures["pareto_front"] = optuna_plots.plot_pareto_front(study, target_names=names).figure
+            return _laid_out(figures)
         if _finished(study):
             figures["optimization_history"] = optuna_plots.plot_optimization_history(study).figure
         complete = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -516,6 +598,10 @@ def _plots(study: Any) -> dict[str, Any]:
                 figures["param_importances"] = optuna_plots.plot_param_importances(study).figure
             except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. every trial alike
                 log.info("no parameter-importance plot: %s", one_line(exc))
+    return _laid_out(figures)
+
+
+def _laid_out(figures: dict[str, Any]) -> dict[str, Any]:
     for figure in figures.values():
         figure.tight_layout()
     return figures

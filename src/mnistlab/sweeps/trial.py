@@ -76,7 +76,10 @@ class TrialLink:
         def report(epoch: int, metrics: Mapping[str, float]) -> bool:
             if OBJECTIVE not in metrics or not math.isfinite(metrics[OBJECTIVE]):
                 return False
-            trial.report(metrics[OBJECTIVE], epoch + 1)
+            try:
+                trial.report(metrics[OBJECTIVE], epoch + 1)
+            except NotImplementedError:  # a multi-objective study: Optuna keeps no intermediate values, nor prunes
+                return False
             if self.pruner and trial.should_prune():
                 trial.set_user_attr(PRUNED_AT, epoch + 1)
                 log.info(
