@@ -168,6 +168,28 @@ def test_a_sweep_is_one_job_array_and_a_job_failing_on_its_node_is_reported(tmp_
         else:
             assert "error: job 0 (" in stderr and "optimizer.lr=-1.0: must be > 0" in stderr
 
+    # continued (mnistlab continue): only job 0 is submitted again, the finished jobs keep their runs
+    again = subprocess.run(
+        [str(Path(sys.executable).parent / "mnistlab"), "continue"],
+        capture_output=True,
+        text=True,
+        env=cli_env(store, {**slurm, "FAKE_SLURM_PARTITIONS": "debug,gpu"}),
+        timeout=600,
+    )
+    assert again.returncode == 1, again.stderr[-3000:]  # job 0's lr is still refused
+    first, second = fake_jobs(tmp_path / "slurm")
+    assert first.id == job.id and len(second.tasks) == 1  # one job (submitit submits an array of one as a plain job)
+    client = mlflow_client(store)
+    runs = client.search_runs([parent.info.experiment_id], f"tags.sweep_id = '{parent.data.tags['sweep_id']}'")
+    assert len([r for r in runs if r.data.tags.get("mnistlab.role") == "sweep"]) == 1
+    current = {
+        r.data.tags["sweep.job"]: r
+        for r in runs
+        if "sweep.job" in r.data.tags and "sweep.superseded" not in r.data.tags
+    }
+    assert [current[n].info.run_id for n in ("1", "2")] == [c.info.run_id for c in children[1:]]
+    assert current["0"].info.status == "FAILED"  # refused again on its node (its config fails before a run)
+
 
 def _wait_for(what: str, check, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout

@@ -6,6 +6,8 @@
   which stopped the sweep while the rest of the array went on running unobserved.
 - Ctrl-C (or SIGTERM) while the jobs run cancels the jobs that have not ended (``scancel``):
   stopping the sweep stops its work on the cluster too.
+- A continued sweep (``mnistlab continue``) does not resubmit the jobs whose run FINISHED: the
+  array holds the others only, with their own job numbers.
 
 Without the ``slurm`` extra this module defines nothing (Hydra's plugin scan imports it anyway).
 """
@@ -27,35 +29,42 @@ log = logging.getLogger(__name__)
 
 if submitit_launcher is not None:
     from hydra.core.singleton import Singleton
-    from hydra.core.utils import JobReturn, filter_overrides
+    from hydra.core.utils import JobReturn, JobStatus, filter_overrides
     from omegaconf import OmegaConf
 
+    from mnistlab.sweeps import tracker
     from mnistlab.sweeps.lost import lost_job
 
     class SlurmLauncher(submitit_launcher.SlurmLauncher):
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
             assert self.config is not None
             Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-            numbers = range(initial_job_idx, initial_job_idx + len(job_overrides))
-            for number, overrides in zip(numbers, job_overrides):
+            every = dict(zip(range(initial_job_idx, initial_job_idx + len(job_overrides)), job_overrides))
+            for number, overrides in every.items():
                 log.info("\t#%d : %s", number, " ".join(filter_overrides(overrides)))
-            # submitit runs this launcher (its __call__) on the node: one array task per job
-            jobs = self._executor().map_array(
-                self,
-                [list(o) for o in job_overrides],
-                ["hydra.sweep.dir"] * len(job_overrides),
-                list(numbers),
-                [f"job_id_for_{n}" for n in numbers],
-                [Singleton.get_state()] * len(job_overrides),
-            )
-            log.info("SLURM job array %s: %d jobs", jobs[0].job_id.split("_")[0], len(jobs))
-            try:
-                return [
-                    self._result(job, number, overrides) for job, number, overrides in zip(jobs, numbers, job_overrides)
-                ]
-            except BaseException:  # Ctrl-C, SIGTERM, a store that failed: the cluster's work stops too
-                _cancel([job for job in jobs if not job.done()])
-                raise
+            done = _finished_before(list(every))
+            if done:
+                log.info("%d jobs FINISHED before this continue, not resubmitted: %s", len(done), sorted(done))
+            todo = {number: overrides for number, overrides in every.items() if number not in done}
+            results = {number: done[number] for number in done}
+            if todo:
+                # submitit runs this launcher (its __call__) on the node: one array task per job
+                jobs = self._executor().map_array(
+                    self,
+                    [list(o) for o in todo.values()],
+                    ["hydra.sweep.dir"] * len(todo),
+                    list(todo),
+                    [f"job_id_for_{n}" for n in todo],
+                    [Singleton.get_state()] * len(todo),
+                )
+                log.info("SLURM job array %s: %d jobs", jobs[0].job_id.split("_")[0], len(jobs))
+                try:
+                    for job, (number, overrides) in zip(jobs, todo.items()):
+                        results[number] = self._result(job, number, overrides)
+                except BaseException:  # Ctrl-C, SIGTERM, a store that failed: the cluster's work stops too
+                    _cancel([job for job in jobs if not job.done()])
+                    raise
+            return [results[number] for number in every]
 
         def _executor(self) -> Any:
             import submitit
@@ -82,6 +91,20 @@ if submitit_launcher is not None:
             except UncompletedJobError:
                 reason = f"SLURM ended job {job.job_id} ({job.state}) before it returned; its log: {job.paths.stderr}"
             return lost_job(self.config.hydra.sweep.dir, number, overrides, reason, self.config.hydra.job.name)
+
+    def _finished_before(numbers: list[int]) -> dict[int, JobReturn]:
+        """A continued sweep's jobs whose run FINISHED: their results, as the jobs returned them."""
+        sweep = tracker.active()
+        if sweep is None or not sweep.continued:
+            return {}
+        from mnistlab.tracking import sweeps  # MLflow: only when a sweep is continued
+
+        return {
+            number: JobReturn(
+                overrides=[], status=JobStatus.COMPLETED, _return_value=run.data.metrics.get("val_accuracy")
+            )
+            for number, run in sweeps.finished_jobs(sweep, numbers).items()
+        }
 
     def _cancel(jobs: list) -> None:
         for job in jobs:

@@ -86,3 +86,10 @@ def supersede(sweep: Sweep, runs: list, reason: str) -> None:
         if run.info.status == "RUNNING":
             end_detached_run(mlflow_client, run.info.run_id, "FAILED", reason)
         mlflow_client.set_tag(run.info.run_id, SUPERSEDED_TAG, "true")
+
+
+def finished_jobs(sweep: Sweep, numbers: list[int]) -> dict[int, object]:
+    """Of ``numbers``, the jobs whose run FINISHED in this sweep (a continue skips them), with that run."""
+    runs = client(sweep).search_runs([sweep.experiment_id], f"{sweep.runs_filter} and attributes.status = 'FINISHED'")
+    done = {int(run.data.tags["sweep.job"]): run for run in runs if run.data.tags.get("sweep.job", "").isdigit()}
+    return {number: done[number] for number in numbers if number in done}
