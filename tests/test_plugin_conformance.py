@@ -9,7 +9,18 @@ mnistlab's joblib launcher is registered as ``hydra/launcher=mnistlab_joblib`` f
 from __future__ import annotations
 
 import pytest
+from hydra import version
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+
+
+@pytest.fixture(autouse=True)
+def unspecified_version_base():
+    """The suites' apps name no version_base, so Hydra's 1.1 defaults apply (a job chdirs into its
+    folder); a test before them in this process (compose with version_base="1.3") left 1.3 set."""
+    base = version.VersionBase.instance()
+    saved, base.version_base = base.version_base, version._UNSPECIFIED_
+    yield
+    base.version_base = saved
 
 
 @pytest.mark.parametrize("launcher_name, overrides", [("mnistlab_joblib", ["hydra.launcher.n_jobs=2"])])

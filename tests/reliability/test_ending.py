@@ -46,12 +46,17 @@ def wait_for(condition, proc, timeout: float = 300) -> None:
 
 
 def epochs_logged(db: Path, run_name: str) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
-            "WHERE r.name = ? AND m.key = 'val_accuracy'",
-            (run_name,),
-        ).fetchone()
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
+                "WHERE r.name = ? AND m.key = 'val_accuracy'",
+                (run_name,),
+            ).fetchone()
+    except sqlite3.OperationalError as exc:  # the file is there, its tables not yet: the run is creating them
+        if "no such table" in str(exc):
+            return 0
+        raise
     return row[0]
 
 
