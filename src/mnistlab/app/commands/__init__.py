@@ -6,15 +6,36 @@ from __future__ import annotations
 
 import argparse
 import os
+from importlib import metadata
 
 from mnistlab.app.commands import compare, continue_sweep, predict, promote
 from mnistlab.app.commands.common import run_command
+
+#: what a bug report needs besides mnistlab's own version (read from the installed metadata: no import)
+STACK = ("hydra-core", "keras", "tensorflow", "mlflow", "optuna")
+
+
+def versions() -> str:
+    """``mnistlab 0.1.0 (hydra-core 1.3.8, keras ..., ...)``, as installed."""
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"mnistlab {installed('mnistlab')} ({', '.join(f'{name} {installed(name)}' for name in STACK)})"
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO chatter, as for run.py
 
-    parser = argparse.ArgumentParser(prog="mnistlab", description="Tools around mnistlab's MLflow runs.")
+    parser = argparse.ArgumentParser(
+        prog="mnistlab",
+        description="Tools around mnistlab's MLflow runs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the --version line stays one line
+    )
+    parser.add_argument("--version", action="version", version=versions())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module, add_arguments, handler, summary in [
         (
