@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, RUN_PY, cli_env, error_lines, kill_if_running, mlflow_client
 from test_sweeps import summary_csv
 
@@ -36,10 +38,13 @@ def continue_(store: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_killed_sweep_continues_where_it_stopped(store):
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_a_killed_sweep_continues_where_it_stopped(store, launcher):
     mlflow_client(store).search_experiments()  # the store's tables, made before the sweep and this test both open it
     proc = subprocess.Popen(
-        [sys.executable, str(RUN_PY), "-m", *SWEEP],
+        [sys.executable, str(RUN_PY), "-m", *SWEEP, *launcher],
         cwd=ROOT,
         env=cli_env(store),
         stdout=subprocess.PIPE,
@@ -58,6 +63,7 @@ def test_a_killed_sweep_continues_where_it_stopped(store):
             time.sleep(0.2)
         else:
             raise AssertionError("the sweep did not reach its third job")
+        os.killpg(proc.pid, signal.SIGSTOP)  # frozen as it is: alive, and no job moves on meanwhile
         refused = continue_(store)  # the sweep is still running: a continue is refused, nothing changes
         assert refused.returncode == 2, refused.stderr[-2000:]
         assert error_lines(refused)[-1].endswith(
@@ -76,7 +82,16 @@ def test_a_killed_sweep_continues_where_it_stopped(store):
     # another command is not a continue of that sweep
     folder = Path(parent.data.tags["sweep.dir"])
     other = subprocess.run(
-        [sys.executable, str(RUN_PY), "-m", *SWEEP[:1], "seed=1,2,3,5", *SWEEP[2:], f"hydra.sweep.dir={folder}"],
+        [
+            sys.executable,
+            str(RUN_PY),
+            "-m",
+            *SWEEP[:1],
+            "seed=1,2,3,5",
+            *SWEEP[2:],
+            *launcher,
+            f"hydra.sweep.dir={folder}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
