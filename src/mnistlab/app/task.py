@@ -160,9 +160,8 @@ def _continued(job: Job, run_name: str) -> continuation.JobPlan:
     from mnistlab.tracking import sweeps  # MLflow: the earlier runs are in the store
 
     try:
-        checkpoints.read(Path(job.output_dir))
-        has_checkpoint = True
-    except MnistlabError:
+        has_checkpoint = checkpoints.read(Path(job.output_dir)) is not None  # None: no epoch checkpointed
+    except MnistlabError:  # a damaged one: the job runs again
         has_checkpoint = False
     plan = continuation.job_plan(sweeps.job_runs(job.sweep, job.number), has_checkpoint)
     if plan.superseded:
