@@ -95,6 +95,20 @@ def run_cli(
     )
 
 
+def start_run_py(*args: str, store: str) -> subprocess.Popen:
+    """``python run.py <args>`` in the background, in a session of its own (``kill_if_running`` and
+    ``os.killpg`` reach its workers), its output piped."""
+    return subprocess.Popen(
+        [sys.executable, str(RUN_PY), *args],
+        cwd=ROOT,
+        env=cli_env(store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def kill_if_running(proc: subprocess.Popen) -> None:
     """What a test started with start_new_session (``run.py`` and its workers), killed by its
     process group id: for the ``finally`` of a test that may fail before the process ends."""

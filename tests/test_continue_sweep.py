@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, RUN_PY, cli_env, error_lines, kill_if_running, mlflow_client
+from conftest import ROOT, RUN_PY, cli_env, error_lines, kill_if_running, mlflow_client, start_run_py
 from test_sweeps import summary_csv
 
 SWEEP = ["model=mlp12", "seed=1,2,3,4", "data.limit=2000", "trainer.epochs=6", "trainer.verbose=0"]
@@ -43,15 +43,7 @@ def continue_(store: str, *args: str) -> subprocess.CompletedProcess:
 )
 def test_a_killed_sweep_continues_where_it_stopped(store, launcher):
     mlflow_client(store).search_experiments()  # the store's tables, made before the sweep and this test both open it
-    proc = subprocess.Popen(
-        [sys.executable, str(RUN_PY), "-m", *SWEEP, *launcher],
-        cwd=ROOT,
-        env=cli_env(store),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_run_py("-m", *SWEEP, *launcher, store=store)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:

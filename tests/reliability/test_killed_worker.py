@@ -7,36 +7,26 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, RUN_PY, cli_env, error_lines, kill_if_running
+from conftest import error_lines, kill_if_running, start_run_py
 from test_sweeps import summary_csv, sweep_runs
 
 
 def test_a_killed_worker_fails_its_job_and_the_sweep_goes_on(store):
     root = Path(store[len("sqlite:///") :]).parent
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(RUN_PY),
-            "-m",
-            "model=mlp12",
-            "seed=1,2,3,4",
-            "data.limit=2000",
-            "trainer.epochs=12",
-            "trainer.verbose=0",
-            "tracking.log_model=false",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-        ],
-        cwd=ROOT,
-        env=cli_env(store),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    proc = start_run_py(
+        "-m",
+        "model=mlp12",
+        "seed=1,2,3,4",
+        "data.limit=2000",
+        "trainer.epochs=12",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        store=store,
     )
     try:
         deadline = time.monotonic() + 300

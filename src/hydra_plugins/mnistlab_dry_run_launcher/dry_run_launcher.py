@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_plugins.mnistlab_dry_run_launcher.config import DryRunLauncherConf  # noqa: F401  (registers it)
 from mnistlab.config import validate
-from mnistlab.core.errors import ConfigError, MnistlabError, one_line
+from mnistlab.core.errors import MnistlabError, one_line, resume_in_a_sweep
 from mnistlab.core.exits import describe
 
 STARTED = time.time()
@@ -122,7 +122,7 @@ class DryRunLauncher(Launcher):
         """Why this job's config would not run, in one line, or None."""
         try:
             if any(o.split("=", 1)[0].lstrip("+~") == "resume" for o in overrides):
-                raise ConfigError("resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)")
+                raise resume_in_a_sweep()
             with self._composed_config(overrides) as cfg:
                 validate(cfg)
         except Exception as exc:  # Hydra's composition errors and ours, each as the one line a job would print

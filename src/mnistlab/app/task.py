@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
 from mnistlab.core import interrupts
-from mnistlab.core.errors import ConfigError, MnistlabError, one_line
+from mnistlab.core.errors import MnistlabError, one_line, resume_in_a_sweep
 from mnistlab.core.exits import describe, exit_for
 from mnistlab.core.redaction import Redacted, redact
 from mnistlab.sweeps import continuation
@@ -198,7 +198,7 @@ def _check_resume(job: Job) -> None:
     if not given:
         return
     if job.in_sweep:
-        raise ConfigError("resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)", given[0])
+        raise resume_in_a_sweep(given[0])
     check_overrides(overrides)
 
 

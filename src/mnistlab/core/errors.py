@@ -25,6 +25,11 @@ class ConfigError(MnistlabError):
         super().__init__(f"{where}: {problem}" if key else problem)
 
 
+def resume_in_a_sweep(value: object = ConfigError.NO_VALUE) -> ConfigError:
+    """``resume=`` given to a sweep (or one of its jobs): refused the same way everywhere."""
+    return ConfigError("resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)", value)
+
+
 class DataError(MnistlabError):
     """The data directory or one of its files is missing, corrupt or not MNIST."""
 

@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
-from mnistlab.core.errors import ConfigError, MnistlabError, Terminated, TrackingError, one_line
+from mnistlab.core.errors import ConfigError, MnistlabError, Terminated, TrackingError, one_line, resume_in_a_sweep
 from mnistlab.core.exits import exit_for
 from mnistlab.core.redaction import redact
 from mnistlab.sweeps import continuation
@@ -75,9 +75,7 @@ class SweepTracker(Callback):
         try:
             valid = validate(config)  # an error every job would hit stops the sweep before it starts
             if valid.resume:
-                raise ConfigError(
-                    "resume", "continues one interrupted run; it cannot be part of a sweep (drop -m)", valid.resume
-                )
+                raise resume_in_a_sweep(valid.resume)
             uri = store.reachable_uri(valid.tracking.uri, valid.tracking.fallback_to_local, valid.root_dir)
             experiment_id = store.open_experiment(uri, valid.tracking.experiment)
         except Exception as exc:  # Hydra would make it a warning and run the jobs without a parent
