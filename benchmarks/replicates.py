@@ -25,6 +25,7 @@ not run again (--rerun forces it). Everything reported is computed by mnistlab.r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from mnistlab.reports import comparison, statistics  # noqa: E402
 from mnistlab.tracking.parents import runs_filter  # noqa: E402
 from mnistlab.tracking.reading import find_runs, predictions_from  # noqa: E402
 
+RUNS = Path(__file__).with_name("replicates_runs.json")
 BASELINES = {  # preset: (published test accuracy, what it is)
     "baseline_conv64": (0.985, "test"),
     "baseline_conv32": (0.9826, "test"),
@@ -61,6 +63,12 @@ SAME_CLASS = {
     "best_cnn": ["baseline_conv64", "baseline_conv32"],
     "best_dense": ["baseline_dense512x2", "baseline_dense512"],
 }
+
+
+PROCEDURE = (
+    "Procedure: two candidate settings, seeds 1 and 2, chosen by mean final validation accuracy (6,000 "
+    "held-out training images); the test set is read only for the chosen settings' five seeds.\n\n"
+)
 
 
 class Store:
@@ -126,7 +134,24 @@ class Store:
         rows = []
         for sweep_id in sweep_ids:
             rows += find_runs(client, [experiment], runs_filter(sweep_id), metric=metric)
+        if not self.quick:
+            record(rows)
         return rows
+
+
+def record(rows: list[comparison.RunRow]) -> None:
+    """Keep every run's numbers in RUNS (committed), so they outlive the store they came from."""
+    kept = json.loads(RUNS.read_text()) if RUNS.exists() else {}
+    for r in rows:
+        kept[r.run_id] = {
+            "name": r.name,
+            "seed": r.seed,
+            "test_accuracy": r.test_accuracy,
+            "val_accuracy": r.val_accuracy,
+            "train_time_s": r.train_time_s,
+            "num_params": r.num_params,
+        }
+    RUNS.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
 
 
 def pct(value: float) -> str:
@@ -174,13 +199,13 @@ def baselines(store: Store, rerun: bool) -> dict[str, comparison.Group]:
     return groups
 
 
-def best(store: Store, rerun: bool) -> None:
+def best(store: Store, rerun: bool, presets: list[str]) -> None:
     baseline_groups = {
         preset_of(g): g
         for g in comparison.build_groups(store.rows(store.sweep("baselines", ["sweep=baselines", "seed=1,2,3"], False)))
     }
-    sections = []
-    for preset, (target, candidates, final_extra) in CANDIDATES.items():
+    for preset in presets:
+        target, candidates, final_extra = CANDIDATES[preset]
         selection = store.sweep(f"select_{preset}", [f"experiment={preset}", *candidates, "seed=1,2"], rerun)
         report = comparison.Report(store.rows(selection, metric="val_accuracy"), metric="val_accuracy")
         chosen = report.groups[0]
@@ -208,8 +233,8 @@ def best(store: Store, rerun: bool) -> None:
             other = baseline_groups[name]
             p = statistics.welch_p(group.values, other.values)
             versus.append(f"`{name}` {pct(other.mean)} (Welch p={p:.2g})")
-        sections.append(
-            f"### `{preset}`: {params:,} parameters\n\nChosen on validation: `{chosen.name}`"
+        section = (
+            f"Machine: {machine()}.\n\nChosen on validation: `{chosen.name}`"
             + (f", then trained with `{' '.join(final_extra)}`" if final_extra else "")
             + ".\n\n"
             + "\n".join(rows)
@@ -222,12 +247,11 @@ def best(store: Store, rerun: bool) -> None:
             f"of mean > target: p={above:.2g}). Training {min(times):.0f}-{max(times):.0f} s per run. "
             f"Against the baselines of its class (3 seeds each): {'; '.join(versus)}.\n"
         )
-    body = (
-        f"Machine: {machine()}.\n\nProcedure (`benchmarks/replicates.py best`): for each preset, two candidate "
-        "settings, seeds 1 and 2, chosen by mean final validation accuracy (6,000 held-out training images); "
-        "the test set is read only for the chosen settings' five seeds.\n\n" + "\n".join(sections)
-    )
-    write_section("replicates_best", "The best presets, re-established on validation data", body)
+        write_section(
+            f"replicates_{preset}",
+            f"`{preset}` ({params:,} parameters), re-established on validation data (`benchmarks/replicates.py best`)",
+            PROCEDURE + section,
+        )
 
 
 def compare_models(store: Store, rerun: bool) -> None:
@@ -248,6 +272,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["baselines", "best", "compare_models"])
     parser.add_argument("--store", type=Path, required=True, help="folder of the runs' mlflow.db and outputs")
+    parser.add_argument(
+        "--preset", action="append", choices=list(CANDIDATES), help="with best: only this preset (repeatable)"
+    )
     parser.add_argument("--rerun", action="store_true", help="run the step's sweeps again even if they finished")
     parser.add_argument(
         "--quick",
@@ -259,7 +286,10 @@ def main() -> None:
     if args.quick:
         global write_section
         write_section = lambda name, title, body: print(f"## {title}\n\n{body}")  # noqa: E731
-    {"baselines": baselines, "best": best, "compare_models": compare_models}[args.step](store, args.rerun)
+    if args.step == "best":
+        best(store, args.rerun, args.preset or list(CANDIDATES))
+    else:
+        {"baselines": baselines, "compare_models": compare_models}[args.step](store, args.rerun)
 
 
 if __name__ == "__main__":
