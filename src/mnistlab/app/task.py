@@ -26,7 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
-from mnistlab.core import interrupts
+from mnistlab.core import interrupts, quiet, transcript
 from mnistlab.core.errors import MnistlabError, one_line, resume_in_a_sweep
 from mnistlab.core.exits import describe, exit_for
 from mnistlab.core.redaction import Redacted, redact
@@ -116,10 +116,17 @@ def task(cfg: DictConfig) -> float | None:
     """
     job = Job.current()
     _redact_log_files()
+    with transcript.transcript():  # run.log: what the terminal shows, beside Hydra's log records
+        return _task(cfg, job)
+
+
+def _task(cfg: DictConfig, job: Job) -> float | None:
     run_name = job.run_name
+    refused = True  # until the config has passed every check: then a failure is the run's
     try:
         _check_resume(job)  # before anything else: the other overrides are what resume= cannot take
         valid = validate(cfg)
+        refused = False
         run_name = valid.tracking.run_name or run_name
         if job.sweep is not None and job.sweep.continued and job.trial is None:  # a continued grid sweep
             plan = _continued(job, run_name)
@@ -128,6 +135,7 @@ def task(cfg: DictConfig) -> float | None:
             if plan.resume is not None:
                 valid = _resuming(valid, plan.resume)
         with interrupts.raised():
+            quiet.load_tensorflow()
             from mnistlab import runner  # TensorFlow and MLflow load here, after validation
 
             result = runner.run(
@@ -148,11 +156,31 @@ def task(cfg: DictConfig) -> float | None:
             )
         if job.sweep is not None and isinstance(exc, Exception):  # Ctrl-C stops the sweep, an error only the job
             return _job_failed(exc, job, run_name)
+        if refused and not job.in_sweep:
+            _remove_output_dir(job.output_dir)
         if os.environ.get(ONE_LINE_ERRORS) and not job.in_sweep:
-            exit_for(exc, job.output_dir)  # else Hydra reports it, adding lines of its own
+            exit_for(exc, None if refused else job.output_dir)  # else Hydra reports it, adding lines of its own
         raise
     print(redact(summary(result, result.config or valid)), flush=True)
     return result.objective
+
+
+def _remove_output_dir(output_dir: str) -> None:
+    """A refused command's folder, when it holds only what Hydra put there (its copy of the config,
+    the log); then the folders above it too, when left empty. Anything else in it keeps it all (a
+    ``hydra.run.dir`` may name a folder of the user's)."""
+    folder = Path(output_dir)
+    hydra_files = {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"}
+    try:
+        found = {str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir()}
+        if not all(f in hydra_files or (f.endswith(".log") and "/" not in f) for f in found):
+            return
+        for f in found:
+            (folder / f).unlink()
+        for empty in (folder / ".hydra", folder, folder.parent, folder.parent.parent):
+            empty.rmdir()  # only when empty
+    except OSError:
+        pass
 
 
 def _continued(job: Job, run_name: str) -> continuation.JobPlan:
@@ -226,7 +254,7 @@ def summary(result: Any, cfg: DictConfig) -> str:
     """What a user wants to read when a run ends: the score, the cost, and where it is recorded."""
     m = result.metrics
     first, *rest = where_to_look(result.tracking_uri or cfg.tracking.uri, result.experiment_id, result.run_id)
-    epochs = f"{cfg.trainer.epochs} epochs"
+    epochs = f"{cfg.trainer.epochs} epoch{'s' if cfg.trainer.epochs != 1 else ''}"
     if m["epochs_run"] < cfg.trainer.epochs:
         epochs = f"{m['epochs_run']:.0f} of {epochs} (stopped early)"
     tested = f" (weights of epoch {m['best_epoch']:.0f})" if "best_epoch" in m else ""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.app.commands.common import default_uri, project_root, store_origin
+from mnistlab.core import quiet
 from mnistlab.data.images import ImageError, Prepared, prepare, save_png
 
 TOP = 3
@@ -69,6 +70,7 @@ def predict(args: argparse.Namespace) -> int:
     prepared, failures = _prepare_all(args.images)  # bad files are found before Keras and MLflow load
     if not prepared:
         return _report(failures)
+    quiet.load_tensorflow()
     from mnistlab.tracking import registry, store  # MLflow, once the images are known good
 
     uri = args.uri or default_uri()
