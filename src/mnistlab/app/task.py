@@ -26,7 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
-from mnistlab.core import interrupts, quiet, transcript
+from mnistlab.core import interrupts, transcript
 from mnistlab.core.errors import MnistlabError, one_line, resume_in_a_sweep
 from mnistlab.core.exits import describe, exit_for
 from mnistlab.core.redaction import Redacted, redact
@@ -135,7 +135,6 @@ def _task(cfg: DictConfig, job: Job) -> float | None:
             if plan.resume is not None:
                 valid = _resuming(valid, plan.resume)
         with interrupts.raised():
-            quiet.load_tensorflow()
             from mnistlab import runner  # TensorFlow and MLflow load here, after validation
 
             result = runner.run(

@@ -3,7 +3,8 @@
 TensorFlow 2.21 writes its loading messages (oneDNN, "Could not find cuda drivers", a failed
 ``cuInit`` on a machine without a GPU) from C++ straight to file descriptor 2, before absl's logging
 reads ``TF_CPP_MIN_LOG_LEVEL``, once per native library it loads. Only a redirection of the
-descriptor itself, while TensorFlow loads and finds its devices, keeps them out.
+descriptor itself, while TensorFlow loads and finds its devices, keeps them out (no TensorFlow
+import here: the callers load it inside ``stderr_filtered()``).
 """
 
 from __future__ import annotations
@@ -53,14 +54,3 @@ def stderr_filtered() -> Iterator[None]:
             if kept:
                 sys.stderr.write(kept)
                 sys.stderr.flush()
-
-
-def load_tensorflow() -> None:
-    """Import TensorFlow and let it look for devices, quietly. Its thread pools can still be sized
-    afterwards: listing devices runs no op."""
-    if "tensorflow" in sys.modules:
-        return
-    with stderr_filtered():
-        import tensorflow as tf  # here on purpose: config checks and --help never load it
-
-        tf.config.list_physical_devices()

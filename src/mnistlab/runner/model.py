@@ -25,6 +25,12 @@ from mnistlab.train.evaluate import evaluate
 from mnistlab.train.fit import Checkpointing, TrainResult, train
 
 
+def start_tensorflow() -> None:
+    """TensorFlow finds its devices (on a machine without a GPU it says so, at length): call it
+    inside ``core.quiet.stderr_filtered()``."""
+    runtime.find_devices()
+
+
 @dataclass(frozen=True)
 class Built:
     """The model (what is logged), the trainee (the model behind augmentation layers: what trains),

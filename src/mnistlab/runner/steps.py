@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config.losses import LOSSES
-from mnistlab.core import interrupts
+from mnistlab.core import interrupts, quiet
 from mnistlab.data.loading import load
 from mnistlab.data.prepare import Dataset, prepare
 from mnistlab.data.registry import DATASETS, DatasetSpec
@@ -103,10 +103,12 @@ def _steps(
 ) -> RunResult:
     spec = DATASETS[cfg.data.name]
     data = load_data(cfg, spec)  # 1. the data, checked
-    from mnistlab.runner import record  # MLflow (~1-2 s to import) once the data is known good
+    with quiet.stderr_filtered():  # TensorFlow's start-up lines dropped, its errors kept
+        from mnistlab.runner import model as keras_side
+        from mnistlab.runner import record  # MLflow and TensorFlow (~4-6 s to import) once the data is known good
 
+        keras_side.start_tensorflow()
     where = record.open_store(cfg)  # 2. the store answers and holds the experiment
-    from mnistlab.runner import model as keras_side  # TensorFlow starts here, after the data and the store
 
     built = keras_side.build(cfg, data, parallel_jobs)  # 3. the model
     if resume is not None:

@@ -44,6 +44,11 @@ def resolve_threads(threads: str | int, parallel_jobs: int) -> int:
     return max(1, cores // max(1, jobs))
 
 
+def find_devices() -> list:
+    """The devices TensorFlow sees. No op runs: the thread pools can still be sized afterwards."""
+    return tf.config.list_physical_devices()
+
+
 def set_threads(threads: int) -> None:
     """TensorFlow's thread pools; possible only before the first op of the process runs.
 

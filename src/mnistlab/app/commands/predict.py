@@ -70,8 +70,8 @@ def predict(args: argparse.Namespace) -> int:
     prepared, failures = _prepare_all(args.images)  # bad files are found before Keras and MLflow load
     if not prepared:
         return _report(failures)
-    quiet.load_tensorflow()
-    from mnistlab.tracking import registry, store  # MLflow, once the images are known good
+    with quiet.stderr_filtered():  # TensorFlow loads here (mlflow.keras): its start-up lines dropped
+        from mnistlab.tracking import registry, store  # MLflow, once the images are known good
 
     uri = args.uri or default_uri()
     if args.model:
@@ -83,7 +83,8 @@ def predict(args: argparse.Namespace) -> int:
         client = store.existing_store(uri, store_origin(args.uri))
         chosen = registry.of_run(client, args.run) if args.run else registry.best_run(client, args.experiment)
         store.use(uri)
-    model = registry.load(chosen, trust=args.trust_model)
+    with quiet.stderr_filtered():  # TensorFlow looks for devices
+        model = registry.load(chosen, trust=args.trust_model)
     shown = _show(args, prepared)
     probabilities = model(np.stack([p.model_input() for p in prepared]))
     rows = [_row(p, probs, shown.get(p.path)) for p, probs in zip(prepared, probabilities)]
