@@ -17,7 +17,7 @@ OURS = [
     r"Epoch \d+/\d+",  # Keras's progress, one line per epoch when not on a terminal
     r"\d+/\d+ - \d+m?s - \d+m?s/step - accuracy: [\d.]+ - loss: .+",
     r"(model|test|time|MLflow run|look at it) +\S.+",  # the summary
-    r" {12}then http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w+",
+    r" {12}then http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w+\?workflowType=machine_learning",
 ]
 
 

@@ -183,8 +183,9 @@ class SweepTracker(Callback):
                 ),
                 flush=True,
             )
-            for line in links.where_to_look(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id):
-                print(f"  {line}")
+            look = links.where_to_look(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, sweep.runs_filter)
+            for line in look:
+                print(redact(f"  {line}"))
             print(f"  runs of this sweep: filter {sweep.runs_filter}", flush=True)
         return rows
 
