@@ -1,6 +1,7 @@
 # The two commands README gives for a fresh machine (Python 3.10+, network):
-#   make run    creates .venv, installs mnistlab, trains the default experiment
-#   make test   creates .venv, installs mnistlab with its test tools, runs the whole suite (one worker per core)
+#   make run    creates .venv, installs mnistlab (only what training needs), trains the default experiment
+#   make test   creates .venv, installs mnistlab with its test tools and the cluster extras (.[dev]),
+#               runs the whole suite (one worker per core)
 #   make test-fast  the unit and in-process tests (under 3 minutes): the loop while changing code
 #   make lint       ruff (lint, format) and the import contract
 # Extra arguments: make run ARGS="model=tiny_cnn trainer.epochs=5"   make test PYTEST_ARGS="-m 'not slow'"
@@ -8,15 +9,25 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# the Python that ruff checks and formats (tests/test_layout.py checks the same)
+LINTED := src tests benchmarks run.py
 
-.PHONY: install run test test-fast lint ui
+.PHONY: install install-dev run test test-fast lint ui
 
+# one stamp per set of packages: `make run` never installs the test tools, `make test` adds them
 install: $(BIN)/.installed
+install-dev: $(BIN)/.installed-dev
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("mnistlab needs Python 3.10+, found " + sys.version.split()[0]) if sys.version_info < (3, 10) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(BIN)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(BIN)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -25,15 +36,15 @@ run: install
 
 # a test file's tests stay on one worker (--dist loadfile): its module fixtures (a sweep, a server)
 # are built once, and the files run side by side, one per core
-test: install
+test: install-dev
 	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install-dev
 	$(BIN)/python -m pytest -m fast $(PYTEST_ARGS)
 
-lint: install
-	$(BIN)/ruff check src tests benchmarks run.py
-	$(BIN)/ruff format --check src tests benchmarks run.py
+lint: install-dev
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/lint-imports
 
 ui: install
