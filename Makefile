@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # the Python that ruff checks and formats (tests/test_layout.py checks the same)
-LINTED := src tests benchmarks run.py
+LINTED := src tests benchmarks docs_hooks run.py
 
 .PHONY: install install-dev run test test-fast lint ui
 
