@@ -1,5 +1,6 @@
 """The code's shape, checked: the layer contract (lint-imports, which sees imports inside functions
-too), the linter and formatter, and README's "Project layout" naming exactly the packages there are."""
+too), the linter and formatter, and the "Project layout" page (docs/explanation/layout.md) naming
+exactly the packages there are."""
 
 from __future__ import annotations
 
@@ -34,15 +35,15 @@ def test_ruff_passes(command):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
-def test_every_package_says_what_it_owns_and_readme_lists_it():
-    readme = (ROOT / "README.md").read_text()
-    layout = readme[readme.index("## Project layout") :]
+def test_every_package_says_what_it_owns_and_the_layout_page_lists_it():
+    page = (ROOT / "docs" / "explanation" / "layout.md").read_text()
+    layout = page[page.index("# Project layout") :]
     listed = re.findall(r"^  (\w+)/ ", layout, flags=re.M)
     assert sorted(listed) == PACKAGES
     layers = re.search(r"layers = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), flags=re.S).group(1)
     in_contract = sorted(re.findall(r"mnistlab\.(\w+)", layers))
     assert in_contract == PACKAGES  # every package has its place in the layer order
-    assert listed == [name for name in re.findall(r"mnistlab\.(\w+)", layers)]  # README lists them in that order
+    assert listed == [name for name in re.findall(r"mnistlab\.(\w+)", layers)]  # the page lists them in that order
     for package in PACKAGES:
         doc = (ROOT / "src" / "mnistlab" / package / "__init__.py").read_text()
         assert doc.startswith('"""') and len(doc.split('"""')[1].split()) >= 8, package
