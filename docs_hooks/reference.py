@@ -384,6 +384,15 @@ def _setting_rows(doc: yaml_comments.CommentedYaml) -> list[tuple[str, ...]]:
     return rows
 
 
+def _folder(root: Path, group: str) -> str:
+    """Where a group's files are: ``conf/<group>/``, and the folder it links to if it is a link."""
+    folder = root / "conf" / group
+    if folder.is_symlink():
+        target = folder.resolve().relative_to(root.resolve()).as_posix()
+        return f"`{target}/` (linked as `conf/{group}`)"
+    return f"`conf/{group}/`"
+
+
 def presets_page(root: Path) -> str:
     defaults = _defaults(root)
     usage = {
@@ -393,10 +402,11 @@ def presets_page(root: Path) -> str:
     }
     out = [
         "# Presets",
-        "Generated from `experiments/` (the `experiment` group: `conf/experiment` links there), "
-        "`experiments/sweeps/` (`sweep`) and `conf/hparams_search/`. A preset is a `# @package _global_` "
-        "file: it can change any group and key, and `hydra.sweeper.params` holds what `-m` sweeps. "
-        "Command-line overrides still apply on top. Each table lists what the preset sets.",
+        "Generated from "
+        + ", ".join(f"{_folder(root, group)} (`{group}`)" for group in PRESET_GROUPS)
+        + ". A preset is a `# @package _global_` file: it can change any group and key, and "
+        "`hydra.sweeper.params` holds what `-m` sweeps. Command-line overrides still apply on top. "
+        "Each table lists what the preset sets.",
     ]
     for group in PRESET_GROUPS:
         _, text = defaults.get(group, ("", ""))
