@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import yaml
 
 import mnistlab
 from conftest import ROOT, RUN_PY, cli_env
@@ -34,3 +35,34 @@ def test_run_py_help_starts_with_the_version_and_lists_the_commands():
     help_text = subprocess.run([str(MNISTLAB), "--help"], capture_output=True, text=True, timeout=60).stdout
     for command in ("compare", "continue", "predict", "preprocess", "promote"):
         assert f"    {command}" in help_text
+
+
+def test_help_lists_exactly_the_config_groups_there_are_and_the_launchers():
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    proc = subprocess.run(
+        [sys.executable, str(RUN_PY), "--help"], cwd=ROOT, capture_output=True, text=True, env=cli_env(), timeout=60
+    )
+    section = proc.stdout.split("== Configuration groups ==\n", 1)[1].split("== Config ==", 1)[0]
+    listed = dict(line.split(": ", 1) for line in section.splitlines()[1:] if ": " in line)
+    launchers = listed.pop("hydra/launcher").split("   (", 1)[0].split(", ")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+
+        def groups(parent: str = "") -> list[str]:
+            found = []
+            for name in loader.list_groups(parent):
+                group = f"{parent}/{name}" if parent else name
+                if group != "hydra":
+                    found += [group, *groups(group)]
+            return found
+
+        real = {g: ", ".join(sorted(loader.get_group_options(g))) for g in groups() if loader.get_group_options(g)}
+        launcher_options = set(loader.get_group_options("hydra/launcher"))
+    assert listed == real
+    # every group listed is one the config chooses from (a folder inside a group's folder is not one)
+    defaults = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())["defaults"]
+    assert set(listed) == {next(iter(d)) for d in defaults if isinstance(d, dict)}
+    ours = {p.stem for p in (ROOT / "conf" / "hydra" / "launcher").glob("*.yaml")} | {"basic", "dry_run"}
+    assert set(launchers) == ours and ours <= launcher_options

@@ -6,7 +6,7 @@
 It runs the sweep's own command again (the overrides in its multirun.yaml) with
 hydra.sweep.dir=<its folder>, which is what continues a sweep: jobs whose run FINISHED are skipped
 and keep their runs, KILLED ones resume from their last checkpoint, FAILED ones and those that never
-started run; the same parent run gets one summary of every job. See docs/sweeps.md.
+started run; the same parent run gets one summary of every job. See docs/how-to/continue-sweep.md.
 """
 
 from __future__ import annotations
