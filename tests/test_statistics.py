@@ -4,13 +4,14 @@ hand-counted binomial tails, hand-built prediction vectors with known discordant
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from mnistlab.reports import statistics
-from mnistlab.reports.comparison import Group, RunRow, build_groups
+from mnistlab.reports.comparison import Group, Report, RunRow, build_groups
 
 pytestmark = pytest.mark.fast  # make test-fast: no training, no subprocess runs of training
 
@@ -162,3 +163,29 @@ def test_groups_with_the_same_name_get_their_id():
     groups = build_groups([row("a", "mine", 0.99, "aaaaaa111111"), row("b", "mine", 0.98, "bbbbbb222222")])
     assert [g.name for g in groups] == ["mine [aaaaaa]", "mine [bbbbbb]"]
     assert isinstance(groups[0], Group)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_table_fits_the_terminal_and_keeps_what_a_reader_needs(width):
+    """Long overrides (a README-style sweep of two configs x seeds) at 80 and 120 columns: every line
+    fits, each group keeps its rank, n, mean and verdict, each run its short id; without a width
+    (a pipe, a log) nothing is cut."""
+    long_a = (
+        "model=cnn_bn,optimizer=sgd,optimizer.lr=0.05,optimizer.momentum=0.9,scheduler=onecycle,data.augment.zoom=0.1"
+    )
+    long_b = "model=dense_bn,optimizer=adam,optimizer.lr=0.003,loss.label_smoothing=0.1,data.augment.rotation=10"
+    rows = [
+        row(f"{k}{'0' * 31}{seed}", f"{name},seed={seed}", acc + seed / 1e4, k, seed)
+        for k, name, acc in (("a", long_a, 0.991), ("b", long_b, 0.985))
+        for seed in (1, 2, 3)
+    ]
+    report = Report(rows)
+    text = report.text(width)
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    best, other = report.groups
+    assert re.search(rf"^1  \S.*  3  {best.mean * 100:.2f}%  .*best$", text, flags=re.M), text
+    assert re.search(rf"^2  \S.*  3  {other.mean * 100:.2f}%  .*{re.escape(other.verdict)}$", text, flags=re.M), text
+    assert all(f" {r.run_id[:8]}" in text and r.run_id not in text for r in rows)
+    assert "…" in text  # these names do not fit whole
+    unlimited = report.text()
+    assert long_a in unlimited and all(r.run_id in unlimited for r in rows)

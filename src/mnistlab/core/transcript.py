@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +65,14 @@ def final_state(line: str) -> str:
         else:
             shown.append(char)
     return "".join(shown).rstrip()
+
+
+def columns() -> int | None:
+    """The width tables are fitted to: $COLUMNS, else the terminal's; None when stdout is not a
+    terminal (a log, a pipe: nothing is cut)."""
+    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def log_file() -> Path | None:

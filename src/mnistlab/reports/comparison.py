@@ -15,6 +15,7 @@ import json
 import math
 import re
 import shlex
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,22 +419,31 @@ class Report:
         lines += [f"\n{row.status} `{name}`: {row.failure_reason}" for row, name in self._failures()]
         return "\n".join(lines) + "\n"
 
-    def text(self) -> str:
-        """Aligned tables for a terminal: configurations, then runs; failure reasons below them."""
+    def text(self, width: int | None = None) -> str:
+        """Aligned tables for a terminal: configurations, then runs; failure reasons below them.
+        ``width``: the terminal's columns; names are cut (``…``) and run ids shortened to fit, the
+        full values being in ``--json`` and the CSV files. None: no limit."""
+        wrap = _wrapper(width)
         groups = (
             [
                 f"configurations, ranked by mean {self._metric_words}:",
-                *aligned(self._group_header(), self._group_cells(), numeric={0, 2, 3, 4}),
-                *(f"  {line}" for line in self._explanation()),
+                *fitted(self._group_header(), list(self._group_cells()), {0, 2, 3, 4}, width, name=1, optional=[6]),
+                *(line for text in self._explanation() for line in wrap(f"  {text}")),
             ]
             if self.groups
             else [f"configurations: none, no run finished with a {self._metric_words}"]
         )
-        lines = [*self._notes(), *groups, "runs:", *aligned(self._run_header(), self._run_cells(), numeric={0, 3, 5})]
-        lines += [f"  {row.status} {name}: {row.failure_reason}" for row, name in self._failures()]
+        runs = list(self._run_cells())
+        if width is not None:
+            runs = [[*cells[:-1], cells[-1][:SHORT_ID]] for cells in runs]
+        lines = [*(line for n in self._notes() for line in wrap(n)), *groups, "runs:"]
+        lines += fitted(self._run_header(), runs, {0, 3, 5}, width, name=1)
+        lines += [
+            line for row, name in self._failures() for line in wrap(f"  {row.status} {name}: {row.failure_reason}")
+        ]
         front = [str(i) for i, row in enumerate(self.rows, start=1) if row.pareto_front]
         if front:
-            lines.append(f"on the search's Pareto front (tag optuna.pareto_front): runs #{', #'.join(front)}")
+            lines += wrap(f"on the search's Pareto front (tag optuna.pareto_front): runs #{', #'.join(front)}")
         return "\n".join(lines)
 
     def figure(self, panels: str = "both"):
@@ -567,6 +577,10 @@ class Report:
         return [(row, names[row.run_id]) for row in self.rows if row.failure_reason]
 
 
+SHORT_ID = 8  # run ids in a width-limited table: enough to find the run (mnistlab compare --pair takes them)
+MIN_NAME = 12
+
+
 def _csv(records: list[dict[str, Any]], default_columns: Sequence[str]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(records[0]) if records else list(default_columns), lineterminator="\n")
@@ -579,6 +593,50 @@ def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in rows]
     return "\n".join(lines)
+
+
+def fitted(
+    header: Sequence[str],
+    rows: list[list[str]],
+    numeric: set[int],
+    width: int | None,
+    name: int,
+    optional: Sequence[int] = (),
+) -> list[str]:
+    """``aligned``, within ``width`` columns: the ``optional`` columns dropped first, then the
+    ``name`` column cut to what is left (at least MIN_NAME characters), ending in an ellipsis."""
+    header, rows = list(header), [list(r) for r in rows]
+    lines = aligned(header, rows, numeric)
+    if width is None or max(map(len, lines)) <= width:
+        return lines
+    for column in sorted(optional, reverse=True):
+        del header[column]
+        rows = [r[:column] + r[column + 1 :] for r in rows]
+        numeric = {i - (i > column) for i in numeric if i != column}
+        name -= name > column
+    lines = aligned(header, rows, numeric)
+    excess = max(map(len, lines)) - width
+    if excess > 0:
+        room = max(MIN_NAME, max(len(r[name]) for r in [header, *rows]) - excess)
+        rows = [
+            [*r[:name], r[name] if len(r[name]) <= room else r[name][: room - 1] + "…", *r[name + 1 :]] for r in rows
+        ]
+        lines = aligned(header, rows, numeric)
+    return lines
+
+
+def _wrapper(width: int | None) -> Callable[[str], list[str]]:
+    """Lines of prose wrapped to ``width``, keeping their indent (a command is never broken)."""
+    if width is None:
+        return lambda text: [text]
+
+    def wrap(text: str) -> list[str]:
+        indent = text[: len(text) - len(text.lstrip())]
+        return textwrap.wrap(
+            text, width, subsequent_indent=indent + "  ", break_long_words=False, break_on_hyphens=False
+        ) or [text]
+
+    return wrap
 
 
 def aligned(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[int]) -> list[str]:

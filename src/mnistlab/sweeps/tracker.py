@@ -27,6 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
+from mnistlab.core import transcript
 from mnistlab.core.errors import ConfigError, MnistlabError, Terminated, TrackingError, one_line, resume_in_a_sweep
 from mnistlab.core.exits import exit_for
 from mnistlab.core.redaction import redact
@@ -179,7 +180,7 @@ class SweepTracker(Callback):
             print(
                 redact(
                     f"\nsweep {sweep.sweep_id}: {len(rows)} runs in {configurations}, ranked by test accuracy\n"
-                    f"{report.text()}\n"
+                    f"{report.text(transcript.columns())}\n"
                 ),
                 flush=True,
             )

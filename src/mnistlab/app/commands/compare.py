@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mnistlab.app.commands.common import default_uri, project_root, run_command, store_origin
+from mnistlab.core import transcript
 from mnistlab.core.errors import MnistlabError
 
 METRICS = ("test_accuracy", "val_accuracy")  # what a comparison can rank and test by
@@ -118,7 +119,7 @@ def compare(args: argparse.Namespace) -> int:
         + (f" matching {filter_string!r}" if filter_string else "")
         + f", {len(report.groups)} configurations"
     )
-    print(report.text())
+    print(report.text(transcript.columns()))
     print(f"wrote {out}/ ({', '.join(path.name for path in written)})")
     return 0
 
