@@ -4,6 +4,8 @@ that reloads and predicts). Small ``data.limit`` keeps each run to seconds."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import shutil
 import socket
@@ -152,6 +154,24 @@ def test_run_logs_everything_to_mlflow(store, test_images, model, optimizer, los
 
     assert tags[GROUP_TAG] == group_id(params) and len(tags[GROUP_TAG]) == 12
 
+    # MLflow 3's conventions: the three splits as the run's datasets, the test scores linked to the
+    # test set and to the logged model (its page lists them), a description in a sentence
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs if i.tags}
+    assert sorted(inputs) == ["test", "training", "validation"]
+    rows = {context: json.loads(d.profile)["features_shape"][0] for context, d in inputs.items()}
+    assert rows == {"training": 1000, "validation": 6000, "test": 10000}
+    assert {d.name for d in inputs.values()} == {"mnist-training", "mnist-validation", "mnist-test"}
+    assert len({d.digest for d in inputs.values()}) == 3
+    assert all(json.loads(d.source)["uri"] == params["data.dir"] for d in inputs.values())
+    (model_output,) = run.outputs.model_outputs
+    linked = {m.key: m for m in client.get_logged_model(model_output.model_id).metrics}
+    for name in ("test_accuracy", "test_loss", "test_accuracy_ci_low", "test_recall_0"):
+        assert linked[name].value == metrics[name]
+        assert (linked[name].dataset_name, linked[name].dataset_digest) == ("mnist-test", inputs["test"].digest)
+    described = tags["mlflow.note.content"]
+    assert described.startswith(f"{model} ({PARAMS[model]:,} parameters) trained with {optimizer} on 1,000 ")
+    assert f"test accuracy {metrics['test_accuracy']:.2%} on 10,000 test images" in described
+
 
 def test_same_seed_same_result_other_seed_other_result(tmp_path):
     """Same config and seed twice: identical to the last digit. (cnn: dropout and shuffling both seeded.)"""
@@ -226,6 +246,37 @@ def test_without_data_dir_and_network_the_error_says_what_to_set(tmp_path):
     lines = error_lines(proc)
     assert len(lines) == 1 and "Keras could not download MNIST" in lines[0] and "MNIST_DIR" in lines[0], proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_system_metrics_are_sampled_into_the_run_when_asked(store):
+    proc = run_cli(
+        "model=cnn",
+        "data.limit=3000",
+        "trainer.epochs=2",
+        "tracking.log_model=false",
+        "tracking.system_metrics=true",
+        store=store,
+        env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"},  # MLflow's default, 10 s, outlasts this run
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = only_run(store)
+    assert "tracking.system_metrics" not in run.info.run_name  # it cannot change the result
+    sampled = {k: v for k, v in run.data.metrics.items() if k.startswith("system/")}
+    assert (
+        0 < sampled["system/cpu_utilization_percentage"] <= 100 and sampled["system/system_memory_usage_megabytes"] > 0
+    )
+
+
+def test_system_metrics_without_psutil_are_refused_naming_the_extra(compose_cfg, monkeypatch):
+    from mnistlab.config import validate
+    from mnistlab.core.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "psutil" else real(name, *a))
+    with pytest.raises(
+        ConfigError, match=r"^tracking.system_metrics=True: needs psutil: pip install 'mnistlab\[system-metrics\]'"
+    ):
+        validate(compose_cfg(["tracking.system_metrics=true"]))
 
 
 def test_run_that_raises_is_failed_with_its_reason(tmp_path, store):

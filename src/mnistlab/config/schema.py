@@ -61,6 +61,7 @@ class TrackingConfig:
     log_model: bool = True
     tags: Dict[str, str] = field(default_factory=dict)
     fallback_to_local: bool = False
+    system_metrics: bool = False
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import math
 import re
 import typing
@@ -204,6 +205,10 @@ def _check_tracking(tracking: DictConfig) -> None:
         )
     if not tracking.experiment.strip():
         raise ConfigError("tracking.experiment", "must not be empty", tracking.experiment)
+    if tracking.system_metrics and importlib.util.find_spec("psutil") is None:  # MLflow samples CPU and memory with it
+        raise ConfigError(
+            "tracking.system_metrics", "needs psutil: pip install 'mnistlab[system-metrics]' (or psutil)", True
+        )
     if tracking.uri.startswith("sqlite:///"):  # a new store file is fine; a mistyped folder must not be created
         folder = Path(unquote(tracking.uri[len("sqlite:///") :])).expanduser().resolve().parent
         if not folder.is_dir():

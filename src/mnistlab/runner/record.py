@@ -21,6 +21,7 @@ from mnistlab.data.registry import DatasetSpec
 from mnistlab.reports import figures
 from mnistlab.reports.evaluation import TestReport, predictions_frame
 from mnistlab.tracking import logger, provenance, store
+from mnistlab.tracking.datasets import Split, splits
 from mnistlab.tracking.logger import RunLog
 from mnistlab.tracking.parents import Sweep
 from mnistlab.train.checkpoints import Checkpoint
@@ -67,8 +68,11 @@ def tags(
 
 
 @contextmanager
-def run_log(where: Store, run_name: str, run_tags: Mapping[str, str], resume: Checkpoint | None) -> Iterator[RunLog]:
-    with logger.run_log(where.experiment_id, run_name, run_tags, run_id=resume.run_id if resume else None) as log:
+def run_log(
+    where: Store, run_name: str, run_tags: Mapping[str, str], resume: Checkpoint | None, system_metrics: bool
+) -> Iterator[RunLog]:
+    run_id = resume.run_id if resume else None
+    with logger.run_log(where.experiment_id, run_name, run_tags, run_id=run_id, system_metrics=system_metrics) as log:
         yield log
 
 
@@ -81,6 +85,7 @@ def before_training(
     threads: int,
     precision: str,
     data: Dataset,
+    inputs: Mapping[str, Split],
     resume: Checkpoint | None,
 ) -> None:
     """A new run's record, written whole (Ctrl-C waits for it); a resumed run's missing epochs."""
@@ -105,6 +110,7 @@ def before_training(
                 "test_images": len(data.x_test),
             },
         )
+        log.datasets(inputs.values())
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,23 @@ class Tested:
         return cls({**scores, **report.metrics()}, probabilities, report)
 
 
+def data_splits(data: Dataset, spec: DatasetSpec) -> dict[str, Split]:
+    """The run's training, validation and test sets as MLflow datasets."""
+    return splits(data, spec)
+
+
+def description(cfg: DictConfig, num_params: int, data: Dataset, epochs_run: int, scores: Mapping[str, float]) -> str:
+    """The run in a sentence, with its result: its page's description in the MLflow UI."""
+    low, high = scores["test_accuracy_ci_low"], scores["test_accuracy_ci_high"]
+    epochs = f"{epochs_run} epoch{'s' if epochs_run != 1 else ''}"
+    return (
+        f"{cfg.model.name} ({num_params:,} parameters) trained with {cfg.optimizer.name} on "
+        f"{len(data.x_train):,} {cfg.data.name} images for {epochs} of batch {cfg.trainer.batch_size}, seed "
+        f"{cfg.seed}: test accuracy {scores['test_accuracy']:.2%} on {len(data.x_test):,} test images "
+        f"(95% interval {low:.2%}-{high:.2%}, one seed)."
+    )
+
+
 def after_training(
     log: RunLog,
     title: str,
@@ -132,11 +155,17 @@ def after_training(
     log_model: bool,
     started: float,
     logs: Mapping[str | None, list[Path]],
+    inputs: Mapping[str, Split],
+    summary: str,
 ) -> float:
-    """Only writes from here (Ctrl-C waits for them, seconds): the results, the figures, the test
-    predictions, the model, the logs. Returns the run's wall time."""
+    """Only writes from here (Ctrl-C waits for them, seconds): the model, the results (the test
+    scores linked to the model and the test set), the figures, the test predictions, the logs.
+    Returns the run's wall time."""
     with interrupts.deferred():
-        log.final({**tested.scores, **timing})
+        model_id = log.model(model, data.input_shape, data.num_classes) if log_model else None
+        log.final(tested.scores, model_id=model_id, dataset=inputs["test"])
+        log.final(timing)
+        log.describe(summary)
         log.figure(figures.learning_curves(fitted.history, title), "learning_curves.png")
         log.figure(
             figures.confusion_figure(tested.report.counts, title, tested.report.class_names), "confusion_matrix.png"
@@ -145,8 +174,6 @@ def after_training(
         log.figure(figures.misclassified_figure(data.x_test, data.labels_test, predicted, title), "misclassified.png")
         log.text(tested.report.per_class_csv(), "per_class.csv")
         log.predictions(predictions_frame(data.labels_test, tested.probabilities))
-        if log_model:
-            log.model(model, data.input_shape, data.num_classes)
         wall = time.perf_counter() - started
         log.final({"wall_time_s": wall})
         for folder, paths in logs.items():

@@ -116,10 +116,20 @@ def _steps(
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tags = record.tags(cfg, resolved, output_dir, where, sweep, job, extra_tags, resume)
     ending = interrupts.Deferral()
-    with record.run_log(where, run_name, tags, resume) as run_log:
+    with record.run_log(where, run_name, tags, resume, cfg.tracking.system_metrics) as run_log:
         log.info("MLflow run %s (%s) in experiment %r", run_log.run_id, run_name, cfg.tracking.experiment)
+        inputs = record.data_splits(data, spec)
         record.before_training(
-            run_log, resolved, output_dir, built.summary, built.num_params, built.threads, built.precision, data, resume
+            run_log,
+            resolved,
+            output_dir,
+            built.summary,
+            built.num_params,
+            built.threads,
+            built.precision,
+            data,
+            inputs,
+            resume,
         )
         state = {"run_id": run_log.run_id, "config": resolved, "resumed": int(tags.get("resumed", 0))}
         try:  # 4. fit
@@ -139,8 +149,20 @@ def _steps(
         # 6. log: from here the run completes, whatever signal comes; it is delivered once the run is FINISHED
         ending.start()
         try:
+            described = record.description(cfg, built.num_params, data, fitted.epochs_run, tested.scores)
             wall = record.after_training(
-                run_log, title, fitted, tested, timing, data, built.model, cfg.tracking.log_model, started, logs
+                run_log,
+                title,
+                fitted,
+                tested,
+                timing,
+                data,
+                built.model,
+                cfg.tracking.log_model,
+                started,
+                logs,
+                inputs,
+                described,
             )
         except BaseException:
             ending.stop(raise_held=False)

@@ -23,15 +23,23 @@ from mnistlab.core import interrupts
 from mnistlab.core.redaction import redact_tree
 from mnistlab.reports import evaluation
 from mnistlab.tracking import models, provenance
+from mnistlab.tracking.datasets import Split
 from mnistlab.tracking.runs import active_run
 from mnistlab.tracking.safe import SafeClient
 from mnistlab.tracking.store import store_error
 
 
 @contextmanager
-def run_log(experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> Iterator[RunLog]:
-    """A new run (or run ``run_id``, continued) that ends FINISHED, KILLED or FAILED with the block."""
-    with active_run(experiment_id, run_name, tags, run_id=run_id) as active:
+def run_log(
+    experiment_id: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    run_id: str | None = None,
+    system_metrics: bool = False,
+) -> Iterator[RunLog]:
+    """A new run (or run ``run_id``, continued) that ends FINISHED, KILLED or FAILED with the block;
+    with ``system_metrics``, MLflow samples the machine's CPU and memory into it meanwhile."""
+    with active_run(experiment_id, run_name, tags, run_id=run_id, system_metrics=system_metrics) as active:
         yield RunLog(active.info.run_id, continued=run_id is not None)
 
 
@@ -58,7 +66,8 @@ class RunLog:
         # a continued run may have logged its results already (its process died while writing them)
         run = self.client.get_run(run_id) if continued else None
         self._logged = set(run.data.metrics) if run else set()
-        self._has_model = bool(run and run.outputs and run.outputs.model_outputs)
+        outputs = run.outputs.model_outputs if run and run.outputs else []
+        self._model_id: str | None = outputs[0].model_id if outputs else None
 
     @_store_errors
     def record(
@@ -102,14 +111,32 @@ class RunLog:
         return len(missing)
 
     @_store_errors
-    def results(self, metrics: Mapping[str, float], step: int = 0) -> None:
+    def results(
+        self, metrics: Mapping[str, float], step: int = 0, model_id: str | None = None, dataset: Split | None = None
+    ) -> None:
+        """Metrics at ``step``; with ``model_id`` and ``dataset``, linked to that logged model (its page
+        shows them) and to the dataset they were measured on."""
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        on = {"dataset_name": dataset.name, "dataset_digest": dataset.digest} if dataset else {}
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), now, step, model_id=model_id, **on) for k, v in metrics.items()]
+        )
 
     @_store_errors
-    def final(self, metrics: Mapping[str, float]) -> None:
+    def final(self, metrics: Mapping[str, float], model_id: str | None = None, dataset: Split | None = None) -> None:
         """The run's final values, each logged once: a continued run's earlier ones are kept."""
-        self.results({key: value for key, value in metrics.items() if key not in self._logged})
+        self.results({k: v for k, v in metrics.items() if k not in self._logged}, model_id=model_id, dataset=dataset)
+
+    @_store_errors
+    def datasets(self, splits: Iterable[Split]) -> None:
+        """The run's inputs: each split with its role (training, validation, test)."""
+        for split in splits:
+            mlflow.log_input(split.dataset, context=split.context)
+
+    @_store_errors
+    def describe(self, text: str) -> None:
+        """The run's description, as the UI shows it on the run's page (``mlflow.note.content``)."""
+        self.client.set_tag(self.run_id, "mlflow.note.content", text)
 
     @_store_errors
     def figure(self, figure: Any, path: str) -> None:
@@ -128,9 +155,11 @@ class RunLog:
             self.client.log_artifact(self.run_id, str(path), str(Path(evaluation.PREDICTIONS_ARTIFACT).parent))
 
     @_store_errors
-    def model(self, model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
-        if not self._has_model:  # once per run, also when a continued run had logged it
-            models.log_keras_model(model, input_shape, num_classes)
+    def model(self, model: Any, input_shape: tuple[int, ...], num_classes: int) -> str:
+        """The model logged once per run (a continued run may have logged it); its LoggedModel id."""
+        if self._model_id is None:
+            self._model_id = models.log_keras_model(model, input_shape, num_classes)
+        return self._model_id
 
     @_store_errors
     def files(self, paths: Iterable[Path], folder: str | None = None) -> None:

@@ -17,7 +17,7 @@ from mnistlab.core.errors import TrackingError
 MODEL_ARTIFACT = "model"
 
 
-def log_keras_model(model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
+def log_keras_model(model: Any, input_shape: tuple[int, ...], num_classes: int) -> str:
     """Log with a tensor signature and explicit requirements (inferring them costs seconds;
     an input_example crashes mlflow.keras, MLflow #16183)."""
     signature = ModelSignature(
@@ -25,7 +25,8 @@ def log_keras_model(model: Any, input_shape: tuple[int, ...], num_classes: int) 
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, num_classes))]),  # class probabilities out
     )
     requirements = [f"mlflow=={mlflow.__version__}", f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-    mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature, pip_requirements=requirements)
+    info = mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature, pip_requirements=requirements)
+    return info.model_id  # MLflow 3's LoggedModel: the test metrics are linked to it
 
 
 def load_keras_model(model_uri: str) -> Any:

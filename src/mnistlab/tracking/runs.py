@@ -27,14 +27,18 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def active_run(
-    experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: str | None = None
+    experiment_id: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    run_id: str | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
     """A run that always ends in a true state: FINISHED, KILLED (interrupt) or FAILED (with a reason).
     ``run_id``: continue that run (resume) instead of starting a new one. Ending it holds Ctrl-C and
     SIGTERM back: a second signal while the run is being marked would leave it RUNNING."""
     try:
         with quiet_store_errors():
-            run = _start_or_continue(experiment_id, run_name, tags, run_id)
+            run = _start_or_continue(experiment_id, run_name, tags, run_id, system_metrics)
     except Exception as exc:
         raise store_error(mlflow.get_tracking_uri(), exc) from None
     quiet = logging.getLogger("mlflow.store.db.utils")  # logs each store error with its traceback first
@@ -63,11 +67,16 @@ def active_run(
 
 
 def _start_or_continue(
-    experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: str | None
+    experiment_id: str, run_name: str, tags: Mapping[str, str], run_id: str | None, system_metrics: bool
 ) -> mlflow.ActiveRun:
     if run_id is None:
-        return mlflow.start_run(experiment_id=experiment_id, run_name=safe_run_name(run_name), tags=redact_all(tags))
-    run = mlflow.start_run(run_id=run_id)
+        return mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=safe_run_name(run_name),
+            tags=redact_all(tags),
+            log_system_metrics=system_metrics,
+        )
+    run = mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
     client = SafeClient()
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
