@@ -1,17 +1,21 @@
 """The MLflow UI for real: after a small sweep, ``mlflow server`` on a free local port serves the sweep's
-children and their per-epoch curves through its REST API, and the experiment's runs page, rendered
-by headless Chromium, lists every child by name. The screenshot is kept as a test artifact."""
+children and their per-epoch curves through its REST API, and the pages mnistlab links to, rendered
+by headless Chromium, show what they should: the runs listed (Training runs, not MLflow 3's GenAI
+pages), the sweep's charts drawn, a run's description and datasets, a logged model's test metrics
+with the dataset they came from. Screenshots are kept as test artifacts (and shown in the docs)."""
 
 from __future__ import annotations
 
 import html
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass
 
 import pytest
 
-from conftest import ROOT, SWEEP_EPOCHS, mlflow_client
+from conftest import ROOT, SWEEP_EPOCHS, mlflow_client, run_cli
+from mnistlab.tracking import links
 from servers import chromium, chromium_executable, mlflow_server
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -95,12 +99,70 @@ def test_server_serves_each_child_epoch_history(sweep, server, curve):
         assert points == stored, child.info.run_name
 
 
-def test_runs_page_lists_the_children(sweep, server):
+def need_chromium() -> None:
     if chromium_executable() is None:
         message = "no chromium on PATH (Debian: apt-get install chromium)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def model_run(sweep):
+    """A run with a logged model, in an experiment of its own beside the sweep's (the sweep's
+    experiment stays as other tests expect it)."""
+    proc = run_cli(
+        "model=mlp12", "data.limit=500", "trainer.epochs=1", "tracking.experiment=ui-model", store=sweep.store
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = mlflow_client(sweep.store)
+    experiment = client.get_experiment_by_name("ui-model")
+    (run,) = client.search_runs([experiment.experiment_id])
+    return run
+
+
+def render(server, page: str, name: str) -> str:
+    """The page at ``server``/``page`` as Chromium renders it; DOM and screenshot kept in ARTIFACTS."""
+    need_chromium()
+    screenshot = ARTIFACTS / f"{name}.png"
+    dom = chromium(f"{server.url}/{page}", screenshot=screenshot, dump_dom=True, budget_ms=20_000)
+    (ARTIFACTS / f"{name}.html").write_text(dom)
+    print(f"{name}: {server.url}/{page}\nscreenshot: {screenshot}")
+    return dom
+
+
+def test_the_printed_link_opens_the_run_on_training_runs_with_its_description_and_datasets(sweep, server):
+    child = sweep.children[0]
+    summary_link = links.where_to_look(sweep.store, sweep.experiment_id, child.info.run_id)[1]
+    page = summary_link.split("127.0.0.1:5000/", 1)[1]  # what the summary prints, on this server
+    dom = render(server, page, "mlflow_ui_run")
+    text = html.unescape(dom)
+    assert child.data.tags["mlflow.note.content"] in text  # the run in a sentence
+    assert child.info.run_name in text and "About this run" in text  # the run's own page, not GenAI's overview
+    training = next(i.dataset for i in child.inputs.dataset_inputs if i.tags[0].value == "training")
+    assert f"{training.name} ({training.digest})" in text  # the first of its datasets; "+2" folds the others
+
+
+def test_the_sweep_link_opens_its_runs_in_the_chart_view(sweep, server):
+    page = links.runs_page(sweep.experiment_id, f"tags.sweep_id = '{sweep.sweep_id}'", charts=True)
+    text = html.unescape(render(server, page, "mlflow_ui_sweep_charts"))
+    # the children themselves are listed (ranked by test accuracy, not folded under the parent)
+    assert all(child.info.run_name in text for child in sweep.children)
+    charts = int(re.search(r"Model metrics</div><div[^>]*>\((\d+)\)", text).group(1))  # a chart per metric
+    assert charts >= len(CURVES) + 3
+    assert text.count("main-svg") >= 4, "no chart drawn"  # plotly's drawn charts (the first rows are drawn)
+
+
+def test_the_logged_model_page_shows_its_test_metrics_and_their_dataset(model_run, server):
+    (output,) = model_run.outputs.model_outputs
+    page = f"#/experiments/{model_run.info.experiment_id}/models/{output.model_id}?workflowType=machine_learning"
+    text = html.unescape(render(server, page, "mlflow_ui_model"))
+    assert "test_accuracy" in text and "mnist-test" in text
+    assert f"{model_run.data.metrics['test_accuracy']:.4g}"[:5] in text
+
+
+def test_runs_page_lists_the_children(sweep, server):
+    need_chromium()
     # The runs table nests child runs under their parent, collapsed, unless it is sorted by something
     # other than the start time (MLflow 3.17: nestChildren = sort is start_time, or no sort and no
     # filter); so: sorted by run name, and filtered to this sweep.

@@ -19,12 +19,15 @@ def run_page(experiment_id: str, run_id: str) -> str:
 
 
 def runs_page(experiment_id: str, search_filter: str | None = None, charts: bool = False) -> str:
-    """The experiment's Training runs table (or its chart view), filtered, as a URL fragment."""
+    """The experiment's Training runs table (or its chart view), filtered, ranked by test accuracy,
+    as a URL fragment. Ranked by anything but the start time, the UI lists a sweep's children
+    themselves instead of folding them under their parent (MLflow 3.17's nestChildren)."""
     query = dict(TRAINING)
     if charts:
         query["compareRunsMode"] = "CHART"
     if search_filter:
         query["searchFilter"] = search_filter
+    query.update(orderByKey="metrics.`test_accuracy`", orderByAsc="false")
     return f"#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
 
 
