@@ -66,3 +66,19 @@ def test_help_lists_exactly_the_config_groups_there_are_and_the_launchers():
     assert set(listed) == {next(iter(d)) for d in defaults if isinstance(d, dict)}
     ours = {p.stem for p in (ROOT / "conf" / "hydra" / "launcher").glob("*.yaml")} | {"basic", "dry_run"}
     assert set(launchers) == ours and ours <= launcher_options
+
+
+@pytest.mark.parametrize(
+    ("typed", "offered"), [("mod", "model="), ("optimizer.l", "optimizer.lr="), ("model=tiny", "model=tiny_cnn")]
+)
+def test_shell_completion_as_the_docs_install_it_completes_groups_options_and_keys(typed, offered):
+    line = f"python run.py {typed}"
+    proc = subprocess.run(
+        [sys.executable, str(RUN_PY), "-sc", "query=bash"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**cli_env(), "COMP_LINE": line, "COMP_POINT": str(len(line))},
+        timeout=60,
+    )
+    assert offered in proc.stdout.split(), proc.stdout + proc.stderr
