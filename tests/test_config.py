@@ -98,7 +98,7 @@ def test_optimizer_options_reach_keras(compose_cfg):
 def test_every_yaml_key_is_commented():
     """Each option file explains itself: every key and every layer line carries a comment, or the
     line above it is one. (Text inside block scalars such as the --help header is not a key.)"""
-    presets = sorted((ROOT / "experiments").rglob("*.yaml"))  # conf/experiment and conf/sweep link there
+    presets = sorted((ROOT / "experiments").rglob("*.yaml"))  # conf/experiment links there
     assert presets
     for path in [*sorted(CONF_DIR.rglob("*.yaml")), *presets]:
         lines = path.read_text().splitlines()

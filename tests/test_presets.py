@@ -24,7 +24,7 @@ PRESETS = sorted(p.stem for p in (ROOT / "experiments").glob("*.yaml"))
 @pytest.mark.fast
 def test_every_preset_of_the_issue_exists():
     assert {*BASELINES, *BEST} <= set(PRESETS)
-    assert (ROOT / "experiments" / "sweeps" / "baselines.yaml").is_file()
+    assert (ROOT / "conf" / "sweep" / "baselines.yaml").is_file()
 
 
 @pytest.mark.fast
