@@ -82,6 +82,11 @@ def test_run_logs_everything_to_mlflow(store, test_images, model, optimizer, los
     for name in ("test_loss", "test_accuracy", "train_time_s", "time_per_epoch_s", "wall_time_s"):
         assert name in metrics and metrics[name] >= 0
     assert 0.1 < metrics["test_accuracy"] <= 1.0
+    # where the time went, phase by phase: they add up to the run's wall time (and the last writes)
+    phases = ("data", "imports", "store", "build", "record", "fit", "test", "log")
+    assert all(metrics[f"time_{p}_s"] >= 0 for p in (*phases, "startup"))
+    assert metrics["wall_time_s"] <= sum(metrics[f"time_{p}_s"] for p in phases) <= metrics["wall_time_s"] + 10
+    assert metrics["time_fit_s"] >= metrics["train_time_s"]
 
     # artifacts
     paths = artifact_paths(client, run_id)

@@ -40,3 +40,13 @@ def alive(pid: Any, started: Any = None) -> bool:
     if fields and fields[0] == "Z":
         return False
     return started is None or start_time(pid) in (None, started)
+
+
+def age() -> float | None:
+    """Seconds since this process started (Linux), or None where /proc cannot tell."""
+    fields = _stat(os.getpid())
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK") if fields else None
+    except (OSError, ValueError, IndexError):
+        return None

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from mnistlab.config.groups import GROUP_TAG, flatten, group_id
 from mnistlab.core import interrupts
 from mnistlab.core.redaction import redact_tree
+from mnistlab.core.stopwatch import Stopwatch
 from mnistlab.data.prepare import Dataset
 from mnistlab.data.registry import DatasetSpec
 from mnistlab.reports import figures
@@ -157,10 +158,11 @@ def after_training(
     logs: Mapping[str | None, list[Path]],
     inputs: Mapping[str, Split],
     summary: str,
+    watch: Stopwatch,
 ) -> float:
     """Only writes from here (Ctrl-C waits for them, seconds): the model, the results (the test
     scores linked to the model and the test set), the figures, the test predictions, the logs.
-    Returns the run's wall time."""
+    Returns the run's wall time. ``watch``: its phases are logged last, as ``time_<phase>_s``."""
     with interrupts.deferred():
         model_id = log.model(model, data.input_shape, data.num_classes) if log_model else None
         log.final(tested.scores, model_id=model_id, dataset=inputs["test"])
@@ -178,4 +180,6 @@ def after_training(
         log.final({"wall_time_s": wall})
         for folder, paths in logs.items():
             log.files(paths, folder)
+        watch.lap("log")
+        log.final({f"time_{phase}_s": seconds for phase, seconds in watch.laps.items()})
     return wall

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config.losses import LOSSES
 from mnistlab.core import interrupts, quiet
+from mnistlab.core.stopwatch import Stopwatch
 from mnistlab.data.loading import load
 from mnistlab.data.prepare import Dataset, prepare
 from mnistlab.data.registry import DATASETS, DatasetSpec
@@ -101,18 +102,22 @@ def _steps(
     extra_tags: Mapping[str, str] | None,
     on_epoch: Callable[[int, dict], bool] | None,
 ) -> RunResult:
+    watch = Stopwatch()
     spec = DATASETS[cfg.data.name]
     data = load_data(cfg, spec)  # 1. the data, checked
+    watch.lap("data")
     with quiet.stderr_filtered():  # TensorFlow's start-up lines dropped, its errors kept
         from mnistlab.runner import model as keras_side
         from mnistlab.runner import record  # MLflow and TensorFlow (~4-6 s to import) once the data is known good
 
         keras_side.start_tensorflow()
+    watch.lap("imports")
     where = record.open_store(cfg)  # 2. the store answers and holds the experiment
-
+    watch.lap("store")
     built = keras_side.build(cfg, data, parallel_jobs)  # 3. the model
     if resume is not None:
         keras_side.check_checkpoint(built, resume)  # its weights fit, before the run is reopened
+    watch.lap("build")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tags = record.tags(cfg, resolved, output_dir, where, sweep, job, extra_tags, resume)
     ending = interrupts.Deferral()
@@ -131,6 +136,7 @@ def _steps(
             inputs,
             resume,
         )
+        watch.lap("record")
         state = {"run_id": run_log.run_id, "config": resolved, "resumed": int(tags.get("resumed", 0))}
         try:  # 4. fit
             fitted = keras_side.fit(cfg, built, data, _reporter(run_log.epoch, on_epoch), output_dir, state, resume)
@@ -140,7 +146,9 @@ def _steps(
             if interrupt is not exc:
                 raise interrupt from exc
             raise
+        watch.lap("fit")
         tested = record.Tested.of(*keras_side.test(cfg, built, data), data, spec)  # 5. evaluate
+        watch.lap("test")
         timing = _timing(fitted)
         logs = {None: list(Path(output_dir).glob("*.log"))}  # Hydra's job log
         if job_dir != output_dir:  # the log of the resumed part
@@ -163,6 +171,7 @@ def _steps(
                 logs,
                 inputs,
                 described,
+                watch,
             )
         except BaseException:
             ending.stop(raise_held=False)
