@@ -1,0 +1,126 @@
+"""A run's time beyond ``fit()``, part by part: the ``time_<phase>_s`` metrics each run logs, for a
+single run and for the jobs of a joblib sweep whose workers are reused. Writes the ``run_overhead``
+section of RESULTS.md.
+
+    MNIST_DIR=../shared/datasets/mnist python benchmarks/run_overhead.py --runs 5
+
+Each single run is a fresh ``python run.py`` process (1,000 training images, one epoch of tiny_cnn:
+training is a small part of it on purpose); the sweep is one ``-m`` over ``--runs`` seeds with
+``hydra/launcher=joblib`` (2 workers). The table gives each phase's median and range, and the
+whole process's wall time as the user waits for it, measured outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from results import machine, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ["model=tiny_cnn", "data.limit=1000", "trainer.epochs=1", "trainer.verbose=0"]
+PHASES = ("startup", "data", "imports", "store", "build", "record", "fit", "test", "log")
+
+
+def phases_of(store: str, experiment_name: str) -> list[dict[str, float]]:
+    """Each finished training run's ``time_<phase>_s`` metrics, as {phase: seconds} (a sweep's
+    parent run has none)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([client.get_experiment_by_name(experiment_name).experiment_id])
+    return [
+        {p: r.data.metrics[f"time_{p}_s"] for p in PHASES if f"time_{p}_s" in r.data.metrics}
+        for r in runs
+        if r.info.status == "FINISHED" and "time_fit_s" in r.data.metrics
+    ]
+
+
+def cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="single runs, and jobs of the sweep")
+    parser.add_argument("--quick", action="store_true", help="print the section instead of writing RESULTS.md")
+    args = parser.parse_args()
+    if not os.environ.get("MNIST_DIR"):
+        sys.exit("set MNIST_DIR to the folder with the MNIST IDX files")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = f"sqlite:///{tmp}/mlflow.db"
+        env = {**os.environ, "MNISTLAB_ROOT": tmp, "MLFLOW_TRACKING_URI": store}
+        process_walls = []
+        for seed in range(1, args.runs + 1):
+            start = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, "run.py", *RUN, f"seed={seed}"], cwd=ROOT, env=env, capture_output=True, text=True
+            )
+            process_walls.append(time.perf_counter() - start)
+            if proc.returncode:
+                sys.exit(proc.stderr[-2000:])
+        singles = phases_of(store, "mnistlab")
+        start = time.perf_counter()
+        seeds = ",".join(str(s) for s in range(1, args.runs + 1))
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "run.py",
+                "-m",
+                *RUN,
+                f"seed={seeds}",
+                "hydra/launcher=joblib",
+                "tracking.experiment=sweep",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        sweep_wall = time.perf_counter() - start
+        if proc.returncode:
+            sys.exit(proc.stderr[-2000:])
+        jobs = phases_of(store, "sweep")
+
+    def beyond_fit(rows: list[dict[str, float]]) -> list[float]:
+        return [sum(v for k, v in r.items() if k != "fit") for r in rows]
+
+    lines = [
+        f"Machine: {machine()}.",
+        "",
+        f"`python run.py {' '.join(RUN)}`, {args.runs} single runs (each its own process), then the same "
+        f"as one `-m` sweep over {args.runs} seeds with `hydra/launcher=joblib` (2 workers, reused). Median "
+        "(min-max) seconds per phase, from each run's own `time_<phase>_s` metrics.",
+        "",
+        "| phase | single run | joblib sweep job |",
+        "|---|---|---|",
+    ]
+    for phase in PHASES:
+        lines.append(
+            f"| {phase} | {cell([r[phase] for r in singles if phase in r])} | "
+            f"{cell([r[phase] for r in jobs if phase in r])} |"
+        )
+    lines += [
+        f"| **beyond fit** (every phase but fit) | **{cell(beyond_fit(singles))}** | **{cell(beyond_fit(jobs))}** |",
+        "",
+        f"Whole process of a single run, measured outside: {cell(process_walls)} s. The sweep: "
+        f"{sweep_wall:.1f} s for {args.runs} jobs ({sweep_wall / args.runs:.1f} s per job, the sweep's own "
+        "start and summary included).",
+    ]
+    body = "\n".join(lines)
+    if args.quick:
+        print(body)
+    else:
+        write_section("run_overhead", "A run's time beyond fit(), part by part (`benchmarks/run_overhead.py`)", body)
+
+
+if __name__ == "__main__":
+    main()
