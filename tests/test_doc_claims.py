@@ -15,6 +15,7 @@ test. Claims that other tests cover are listed in the docstrings here with those
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import socket
@@ -283,3 +284,128 @@ def test_a_config_error_costs_under_a_second_as_measured():
     rows = table_rows(results_section("runner_speed"), "| command | exit code | wall time |")
     refused = [float(wall.split()[0]) for command, code, wall in rows if code == "2"]
     assert refused and max(refused) < 1.0
+
+
+# ------------------------------------------------------------------------------- comparison tables
+
+
+def rows_of_table(lines: list[str], group_ids: dict[str, str] | None = None, reasons: dict[str, str] | None = None):
+    """RunRows from a shown table's ``runs:`` part (and its ``all runs:`` line, and FAILED lines'
+    reasons): the inputs the rest of the table is computed from."""
+    from mnistlab.reports.comparison import RunRow
+
+    common = next((line[len("all runs: ") :].split(", ") for line in lines if line.startswith("all runs: ")), [])
+    start = lines.index("runs:") + 2
+    rows = []
+    for line in lines[start:]:
+        match = re.fullmatch(r"\d+\s+(\S+)\s+(FINISHED|FAILED|KILLED)\s+(?:\d+|-)\s+(\d+)\s+([\d.]+%|-)\s+(\w+)", line)
+        if not match:
+            break
+        run, status, seed, accuracy, run_id = match.groups()
+        name = ",".join(sorted([*common, *run.split(",")], key=lambda item: item.split("=")[0]))
+        config = ",".join(item for item in run.split(",") if not item.startswith("seed="))
+        rows.append(
+            RunRow(
+                run_id=run_id.ljust(32, "0"),
+                name=name,
+                status=status,
+                num_params=None,
+                test_accuracy=float(accuracy[:-1]) / 100 if accuracy != "-" else None,
+                test_loss=None,
+                train_time_s=None,
+                failure_reason=(reasons or {}).get(run, ""),
+                group_id=(group_ids or {}).get(config, config),
+                seed=int(seed),
+                test_images=10_000,
+            )
+        )
+    return rows
+
+
+@pytest.mark.parametrize("page", ["docs/tutorial/compare.md", "docs/explanation/comparing.md"])
+def test_the_comparison_table_is_what_compare_prints_for_its_runs(page):
+    """The configurations' n, mean, sd, interval, min-max and test, and the notes, from the runs'
+    accuracies, as `mnistlab compare` prints them on a terminal (run ids cut to 8 characters)."""
+    from mnistlab.reports.comparison import Report
+
+    shown = block_starting(page, "all runs: ")
+    report = Report(rows_of_table(shown))
+    assert report.text(width=200).split("\n") == shown
+
+
+def same(doc, real) -> bool:
+    """A shortened JSON example against the real document: "..." stands for anything (as a list's
+    last item: the rest of the list; in a string: any text), numbers as rounded as shown."""
+    if doc == "...":
+        return True
+    if isinstance(doc, dict):
+        return isinstance(real, dict) and all(k == "..." or (k in real and same(v, real[k])) for k, v in doc.items())
+    if isinstance(doc, list):
+        if doc and doc[-1] == "...":
+            return len(real) >= len(doc) - 1 and all(same(d, r) for d, r in zip(doc[:-1], real))
+        return len(doc) == len(real) and all(same(d, r) for d, r in zip(doc, real))
+    if isinstance(doc, str) and "..." in doc:
+        return isinstance(real, str) and re.fullmatch(".*".join(map(re.escape, doc.split("..."))), real) is not None
+    if isinstance(doc, float):
+        decimals = len(repr(doc).split(".")[1])
+        return isinstance(real, float) and round(real, decimals) == doc
+    return doc == real
+
+
+def test_the_json_example_is_what_compare_writes_for_the_same_sweep():
+    from mnistlab.reports.comparison import Report
+
+    page = "docs/explanation/comparing.md"
+    doc = json.loads("\n".join(block_starting(page, '{"title"', "json")))
+    group_ids = {g["name"]: g["group"] for g in doc["groups"] if isinstance(g, dict)}
+    rows = rows_of_table(block_starting(page, "all runs: "), group_ids)
+    real = Report(rows, title="sweep 20261122-101500-3f2a").to_json()
+    assert same(doc, real), json.dumps(real)[:3000]
+
+
+def test_a_sweep_with_a_failed_job_prints_its_table_as_shown():
+    """sweeps.md's sweep with a diverged job: the table (piped: full names and ids) is the one the
+    sweep prints for those two runs; the `error:` lines around it are asserted by test_sweeps.py's
+    test_failed_jobs_do_not_stop_the_sweep_and_are_summarised (job line, last line, the parent's reason)."""
+    from mnistlab.reports.comparison import Report
+
+    shown = block_starting("docs/how-to/sweeps.md", "$ python run.py -m model=mlp12")
+    failed = [re.fullmatch(r"  FAILED (\S+): (.*)", line) for line in shown]
+    reasons = {m.group(1): m.group(2) for m in failed if m}
+    table = shown[shown.index(next(line for line in shown if line.startswith("all runs: "))) :]
+    printed = Report(rows_of_table(table, reasons=reasons)).text(width=None).split("\n")
+    at = 0
+    for line in table:
+        if line.startswith("error:"):
+            break
+        if line.strip() != "...":
+            assert line in printed[at:], line
+            at = printed.index(line, at) + 1
+    header = re.fullmatch(r"sweep \S+: (\d) runs in (\d) configurations?, ranked by test accuracy", shown[3])
+    assert header and header.groups() == ("2", "1")
+    assert shown[-1].endswith(": 1 of 2 jobs did not finish (job 1 FAILED; the table above says why)")
+    assert "`failure_reason = 1 of 2 jobs did not finish`" in text("docs/how-to/sweeps.md")
+
+
+# ---------------------------------------------------------------------------------------- predict
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/tutorial/predict.md", "docs/how-to/use-a-model.md"])
+def test_predicts_table_is_what_it_prints_for_those_probabilities(page):
+    """The image table as `mnistlab predict` lays it out; its first line's wording is asserted by
+    test_predict.py's test_the_table_names_the_model_and_the_top_three."""
+    from mnistlab.app.commands.predict import _table
+
+    shown = block_starting(page, "model: run ")
+    assert re.fullmatch(
+        r"model: run '[^']+' \(\w+\.\.\.\), test accuracy \d+\.\d\d%, the best FINISHED run with a model in "
+        r"experiment 'mnistlab'",
+        shown[0],
+    )
+    rows = []
+    for line in shown[2:]:
+        image, digit, probability, top = re.fullmatch(r"(\S+)\s+(\d)\s+([\d.]+)%\s+(.*)", line).groups()
+        top3 = [{"digit": int(d), "probability": float(p) / 100} for d, p in re.findall(r"(\d) ([\d.]+)%", top)]
+        assert int(digit) == top3[0]["digit"] and float(probability) / 100 == top3[0]["probability"]
+        rows.append({"image": image, "digit": int(digit), "probability": float(probability) / 100, "top3": top3})
+    assert _table(rows).split("\n") == shown[1:]
