@@ -15,7 +15,9 @@ test. Claims that other tests cover are listed in the docstrings here with those
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
 import shlex
 import socket
@@ -26,6 +28,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, ROOT, RUN_PY, cli_env, error_lines
 
@@ -108,7 +111,11 @@ def console_commands() -> list[tuple[str, int, str, list[str], int | None]]:
                     i += 2
                     continue
                 if line.startswith("$ "):
-                    commands.append([line[2:], [], None])
+                    command = line[2:]
+                    while command.endswith(" \\"):  # continued on the next line, as in a shell
+                        i += 1
+                        command = command[:-1] + lines[i].strip()
+                    commands.append([command, [], None])
                 else:
                     assert commands, f"{page}: a console block must start with a $ command: {line!r}"
                     commands[-1][1].append(line)
@@ -409,3 +416,510 @@ def test_predicts_table_is_what_it_prints_for_those_probabilities(page):
         assert int(digit) == top3[0]["digit"] and float(probability) / 100 == top3[0]["probability"]
         rows.append({"image": image, "digit": int(digit), "probability": float(probability) / 100, "top3": top3})
     assert _table(rows).split("\n") == shown[1:]
+
+
+# ------------------------------------------------------------------------------- tables of defaults
+
+
+def raw_config(compose_cfg, overrides: list[str] = ()) -> dict:
+    """The composed config as written (interpolations unresolved), Hydra's own part included."""
+    return OmegaConf.to_container(compose_cfg(list(overrides)), resolve=False)
+
+
+def at(tree: dict, key: str):
+    for part in key.split("."):
+        tree = tree[part]
+    return tree
+
+
+def doc_value(cell: str):
+    """A default as the docs write it: `x` (YAML), or `$VAR`, else `x` (an ${oc.env:VAR,x})."""
+    env = re.fullmatch(r"`\$(\w+)`, else `(.*)`", cell)
+    if env:
+        variable, fallback = env.group(1), env.group(2).replace("<root_dir>", "${root_dir}")
+        return "${oc.env:" + variable + "," + fallback + "}"
+    return yaml.safe_load(cell.strip("`"))
+
+
+def key_default_rows(page: str) -> list[tuple[str, str]]:
+    """(key, default cell) of every `| key | default |` table on a page; a row of several keys
+    (`a.b` / `.c` / `.d`) gives one pair per key."""
+    pairs = []
+    body = text(page)
+    for start in [m.start() for m in re.finditer(r"^\| key \| default \|", body, flags=re.M)]:
+        for row in table_rows(body[start:], "| key | default |"):
+            keys, defaults = row[0].split(" / "), row[1].split(" / ")
+            if len(keys) == 1:
+                pairs.append((keys[0].strip("`"), row[1]))
+                continue
+            assert len(keys) == len(defaults), row
+            parent = keys[0].strip("`").rsplit(".", 1)[0]
+            for key, default in zip(keys, defaults, strict=True):
+                key = key.strip("`")
+                pairs.append((parent + key if key.startswith(".") else key, default))
+    return pairs
+
+
+def test_configure_md_gives_every_default_as_composed(compose_cfg):
+    """The data, trainer, callbacks and tracking tables, the top-level seed, and the scheduler and
+    loss options' keys: the values conf/ composes to (the generated reference lists them all)."""
+    page = "docs/how-to/configure.md"
+    pairs = key_default_rows(page)
+    assert {key.split(".")[0] for key, _ in pairs} == {"data", "trainer", "callbacks", "tracking"}
+    cfg = raw_config(compose_cfg)
+    for key, default in pairs:
+        assert at(cfg, key) == doc_value(default), key
+    assert f"`seed` (default {cfg['seed']};" in text(page)
+    for option, keys, _ in table_rows(text(page), "| option | keys (defaults) |"):
+        scheduler = raw_config(compose_cfg, [f"scheduler={option.strip('`')}"])["scheduler"]
+        shown = dict(re.findall(r"`(\w+)` \(([^)]+)\)", keys))
+        assert set(shown) == set(scheduler) - {"name"}, option
+        assert all(float(v) == scheduler[k] for k, v in shown.items()), option
+    assert "`loss.label_smoothing` (crossentropy only; default `0`, in [0, 1))" in text(page)
+    assert raw_config(compose_cfg, ["loss=crossentropy"])["loss"]["label_smoothing"] == 0
+
+
+def test_configure_md_counts_each_models_parameters_as_validation_does():
+    """The model table: every file in conf/model/ and its parameter count (the estimate that
+    test_config.py's test_the_size_estimate_is_keras_own_count holds equal to Keras's count)."""
+    from mnistlab.config.layers import estimate
+
+    rows = table_rows(text("docs/how-to/configure.md"), "| option | layers | parameters |")
+    shown = {option.strip("`"): int(count.replace(",", "")) for option, _, count in rows}
+    assert set(shown) == {p.stem for p in (CONF_DIR / "model").glob("*.yaml")}
+    for model, count in shown.items():
+        layers = yaml.safe_load((CONF_DIR / "model" / f"{model}.yaml").read_text())["layers"]
+        assert sum(params for params, _ in estimate(layers, (28, 28, 1))) == count, model
+    for page in ("README.md", "docs/tutorial/first-run.md", "docs/reference/records.md"):
+        assert f"cnn ({shown['cnn']:,} parameters)" in text(page), page
+
+
+def test_the_model_size_limit_is_the_schemas():
+    from mnistlab.config.schema import ModelConfig
+
+    limit = ModelConfig().max_params
+    for page in ("docs/how-to/add-architecture.md", "docs/explanation/what-happens-when.md"):
+        assert f"`model.max_params` ({limit:,} by default" in text(page), page
+
+
+def parser_of(add_arguments) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser
+
+
+@pytest.mark.parametrize(
+    "page,command", [("docs/explanation/comparing.md", "compare"), ("docs/how-to/use-a-model.md", "predict")]
+)
+def test_an_option_tables_defaults_are_the_parsers(page, command):
+    """Each `--flag` row's default: the parser's (the generated CLI reference has them too)."""
+    import importlib
+
+    parser = parser_of(importlib.import_module(f"mnistlab.app.commands.{command}").add_arguments)
+    defaults = {a.option_strings[0]: a.default for a in parser._actions if a.option_strings}
+    rows = [row for row in table_rows(text(page), "| option | default |") if row[0].startswith("`--")]
+    assert rows
+    for flag, default, _ in rows:
+        flag = flag.strip("`").split()[0]
+        real = defaults[flag]
+        if default.startswith("`$MLFLOW_TRACKING_URI`"):  # resolved when the command runs
+            said = parser_help(parser, flag)
+            assert real is None and "$MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db" in said
+        elif default.startswith("`outputs/"):  # a new folder each time, when the command writes
+            assert real is None and "outputs/" in parser_help(parser, flag)
+        elif default in ("", "off", "none", "all runs"):
+            assert real in (None, False, ""), flag
+        else:
+            assert str(real) == default.strip("`"), flag
+
+
+def parser_help(parser: argparse.ArgumentParser, flag: str) -> str:
+    return next(a.help for a in parser._actions if flag in a.option_strings)
+
+
+def test_the_hyperparameter_search_table_gives_cnn_optunas_values():
+    """hyperparameter-search.md's "preset value" column, and the presets' trial counts and spaces
+    the page names: conf/hparams_search/."""
+    page = text("docs/how-to/hyperparameter-search.md")
+    rows = {key.strip("`"): value for key, value, _ in table_rows(page, "| key | preset value |")}
+    preset = yaml.safe_load((CONF_DIR / "hparams_search" / "cnn_optuna.yaml").read_text())["hydra"]["sweeper"]
+    for key in ("direction", "n_trials", "n_jobs", "pruner", "max_failures"):
+        assert doc_value(rows[key]) == preset[key], key
+    assert preset["study_name"] == "cnn_optuna" and preset["storage"] is None and preset.get("objectives") is None
+    sampler = preset["sampler"]
+    assert sampler["_target_"] == "optuna.samplers.TPESampler"
+    assert rows["sampler"] == f"TPE, `seed: {sampler['seed']}`, `n_startup_trials: {sampler['n_startup_trials']}`"
+    assert f"# {preset['n_trials']} trials, stored in a local study" in page
+    assert preset["params"]["optimizer.lr"] == "tag(log, interval(0.0001, 0.01))"
+    assert "`optimizer.lr` (log 1e-4 to 1e-2)" in page
+    pareto = yaml.safe_load((CONF_DIR / "hparams_search" / "tiny_cnn_pareto.yaml").read_text())
+    sweeper = pareto["hydra"]["sweeper"]
+    assert sweeper["params"]["model.layers.0.filters"] == "range(2, 17, 2)"  # 2-16 filters
+    assert sweeper["params"]["model.layers.0.kernel_size"] == "choice(2, 3)"
+    assert sweeper["sampler"]["_target_"] == "optuna.samplers.NSGAIISampler"
+    assert pareto["model"]["max_params"] == 50_000
+    assert (
+        f"widths (2-16 filters) and\nthe first kernel (2 or 3), up to 50K parameters, {sweeper['n_trials']} trials "
+        "with NSGA-II" in page
+    )
+
+
+def test_the_launcher_tables_give_the_launchers_files(compose_cfg):
+    """slurm.md's and ray.md's knobs, and joblib's n_jobs: as conf/hydra/launcher/ composes them
+    (the plugins' own defaults included, e.g. signal_delay_s)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    slurm = raw_config(compose_cfg, ["hydra/launcher=slurm"])["hydra"]["launcher"]
+    page = text("docs/how-to/scale-out/slurm.md")
+    for key, default, *_ in table_rows(page, "| key | default | sbatch |"):
+        for k, d in zip(key.split(", "), default.split(", "), strict=True):
+            assert slurm[k.strip("`")] == doc_value(d), k
+    assert f"`signal_delay_s` ({slurm['signal_delay_s']} s)" in page
+    assert f"array_parallelism ({slurm['array_parallelism']}) trials at a time" in page
+    assert f"`--array=0-N%{slurm['array_parallelism']}`" in page
+
+    ray = yaml.safe_load((CONF_DIR / "hydra" / "launcher" / "ray.yaml").read_text())["ray"]
+    page = text("docs/how-to/scale-out/ray.md")
+    rows = {key.strip("`"): value for key, value, _ in table_rows(page, "| key | default |")}
+    assert rows["hydra.launcher.ray.init.address"] == f"`{ray['init']['address']}`"
+    assert rows["hydra.launcher.ray.remote.num_cpus"] == f"`{ray['remote']['num_cpus']}`"
+    assert ray["init"]["object_store_memory"] is None and "`object_store_memory` is `null` in the file" in page
+
+    joblib = raw_config(compose_cfg, ["hydra/launcher=joblib"])["hydra"]["launcher"]
+    assert joblib["n_jobs"] == -1
+    assert "`hydra.launcher.n_jobs` at a time (default `-1`: one per core" in text("docs/how-to/sweeps.md")
+
+
+# ----------------------------------------------------------------------------- how many jobs a sweep is
+
+
+def dry_run(root: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(RUN_PY), "-m", *overrides, "hydra/launcher=dry_run"],
+        cwd=root,
+        env=cli_env(f"sqlite:///{root / 'mlflow.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+#: (page, the sweep as the page gives it, what the page says of its size, the jobs it is)
+SWEEPS = [
+    ("README.md", "-m model=cnn,tiny_cnn 'seed=range(1,4)'", "2 models x 3 seeds", 6),
+    ("docs/index.md", "-m model=cnn,tiny_cnn 'seed=range(1,4)'", "2 models x 3 seeds", 6),
+    ("docs/tutorial/seeds.md", "-m model=cnn,tiny_cnn 'seed=range(1,4)'", "six runs", 6),
+    ("docs/tutorial/seeds.md", "-m model=cnn,dense optimizer=adam,sgd sweep=seeds", "4 configurations x 5 seeds", 20),
+    ("docs/explanation/comparing.md", "-m experiment=best_cnn sweep=seeds", "seeds 1-5", 5),
+    ("docs/how-to/sweeps.md", "-m model=dense,cnn,tiny_cnn optimizer=adam,sgd,rmsprop", "# 9 runs", 9),
+    ("docs/how-to/sweeps.md", "-m model=dense,cnn,tiny_cnn loss=crossentropy,mse seed=1,2,3", "# 18", 18),
+    ("docs/how-to/sweeps.md", "-m experiment=compare_models", "runs its 9 jobs", 9),
+    ("docs/how-to/sweeps.md", "-m sweep=baselines", "six published baselines", 6),
+    ("docs/how-to/scale-out/slurm.md", "-m model=dense,cnn,tiny_cnn optimizer=adam,sgd,rmsprop", "# 9 jobs", 9),
+]
+
+
+@pytest.mark.parametrize("page,sweep,said,jobs", SWEEPS, ids=[f"{p.split('/')[-1]}-{n}" for p, _, _, n in SWEEPS])
+def test_a_sweep_has_the_jobs_the_page_says(tmp_path, page, sweep, said, jobs):
+    assert sweep in text(page) and said in text(page)
+    proc = dry_run(tmp_path, *shlex.split(sweep)[1:])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(f"dry run: {jobs} jobs ")
+
+
+def test_the_example_preset_of_sweeps_md_is_the_12_runs_it_says(tmp_path):
+    """The SGD learning-rate preset shown in full: saved as a preset, it composes and is 12 jobs."""
+    preset = next(b for b in blocks("docs/how-to/sweeps.md", "yaml") if "SGD with momentum" in b)
+    assert "(12 runs)" in preset
+    (tmp_path / "presets" / "experiment").mkdir(parents=True)
+    (tmp_path / "presets" / "experiment" / "sgd_lr.yaml").write_text(preset)
+    proc = dry_run(tmp_path, "experiment=sgd_lr", f"hydra.searchpath=[file://{tmp_path / 'presets'}]")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("dry run: 12 jobs ")
+
+
+def test_the_yaml_shown_as_a_file_of_the_repository_is_that_file():
+    """A YAML block headed by the file it shows (`# conf/model/cnn.yaml`), or shown as a preset's
+    content, holds that file's values; add-option.md's snippets are lines of the files they name."""
+    shown = {}
+    for path in PAGES:
+        for block in blocks(name(path), "yaml"):
+            first = block.split("\n", 1)[0]
+            match = re.fullmatch(r"# ((?:conf|experiments)/\S+\.yaml)", first)
+            if match and (ROOT / match.group(1)).is_file():
+                shown[(name(path), match.group(1))] = block
+    assert ("docs/how-to/configure.md", "conf/model/cnn.yaml") in shown
+    for (page, file), block in shown.items():
+        if "\n...\n" in block:
+            continue  # an excerpt: checked line by line below
+        assert yaml.safe_load(block) == yaml.safe_load((ROOT / file).read_text()), (page, file)
+    preset = next(b for b in blocks("docs/how-to/sweeps.md", "yaml") if "compare_models" in b)
+    assert yaml.safe_load(preset) == yaml.safe_load((ROOT / "experiments" / "compare_models.yaml").read_text())
+
+    source = (ROOT / "src" / "mnistlab" / "config" / "optimizers.py").read_text()
+    adamw = (CONF_DIR / "optimizer" / "adamw.yaml").read_text()
+    python = next(b for b in blocks("docs/how-to/add-option.md", "python") if "AdamWConfig" in b)
+    config = shown[("docs/how-to/add-option.md", "conf/optimizer/adamw.yaml")]
+    for snippet, whole in ((python, source), (config, adamw)):
+        for line in snippet.split("\n"):
+            code = line.split("  #")[0].rstrip()
+            if code and code.strip() != "..." and not code.startswith("# conf/"):
+                assert re.search(rf"^{re.escape(code)}(\s|$)", whole, flags=re.M), line
+
+
+# ------------------------------------------------------------------------- numbers the code holds
+
+
+def flat(page: str) -> str:
+    """A page's text with its line breaks folded, for phrases that wrap."""
+    return " ".join(text(page).split())
+
+
+def test_one_runs_interval_is_as_wide_as_the_docs_say():
+    """±0.23 points at 98.6% and ±0.14 at 99.5% (comparing.md), about ±0.2 (first-run.md,
+    compare.md): half the 95% Wilson interval on 10,000 test images."""
+    from mnistlab.reports.statistics import LEVEL, wilson_interval
+
+    def half(accuracy: float) -> float:
+        low, high = wilson_interval(round(accuracy * 10_000), 10_000)
+        return (high - low) / 2 * 100
+
+    assert LEVEL == 0.95
+    assert "about ±0.14 points at 99.5% accuracy and ±0.23 points at 98.6%" in flat("docs/explanation/comparing.md")
+    assert round(half(0.995), 2) == 0.14 and round(half(0.986), 2) == 0.23
+    assert "only to about ±0.2 points" in flat("docs/tutorial/first-run.md")
+    assert "(about ±0.2 points at 98.6%)" in flat("docs/tutorial/compare.md")
+    assert round(half(0.986), 1) == 0.2
+
+
+def test_the_verdicts_and_p_values_are_written_as_shown():
+    """`tied with #1 (p=0.41)`, `worse than #1 (p=0.003)`, `p=2e-05` style; "tied: p >= 0.05"."""
+    from mnistlab.reports.comparison import ALPHA, p_text
+
+    assert (p_text(0.41), p_text(0.003), p_text(4e-05)) == ("p=0.41", "p=0.003", "p=4e-05")
+    assert ALPHA == 0.05
+    for page in ("README.md", "docs/tutorial/compare.md", "docs/how-to/sweeps.md", "docs/explanation/comparing.md"):
+        assert "`tied with #1 (p=0.41)`" in text(page) or "`tied with #1\n(p=0.41)`" in text(page), page
+
+
+def test_the_numbers_the_code_holds_are_the_ones_the_docs_give():
+    """Each claim's phrase, and the constant or default in the code that makes it true."""
+    import inspect
+
+    from mnistlab.config.groups import group_id
+    from mnistlab.data import images
+    from mnistlab.reports import figures, statistics
+    from mnistlab.reports.comparison import SHORT_ID
+    from mnistlab.sweeps import optuna_adapter
+    from mnistlab.tracking import safe, store
+
+    def default(function, argument: str):
+        return inspect.signature(function).parameters[argument].default
+
+    comparing, predict = flat("docs/explanation/comparing.md"), flat("docs/how-to/use-a-model.md")
+    # comparing.md: the paired bootstrap, the tag's hash, the misclassified figure
+    assert default(statistics.paired_bootstrap_interval, "resamples") == 9_999
+    assert "(9,999 resamples of the test images" in comparing
+    assert len(group_id({"model.name": "cnn"})) == 12 and "a 12-character hash" in comparing
+    assert default(figures.misclassified_figure, "limit") == 64 and "the first 64 misclassified" in comparing
+    # run ids cut to 8 characters on a terminal (test_statistics.py checks the table), and --pair's prefix
+    assert SHORT_ID == 8 and "shortened to 8 characters" in flat("docs/tutorial/compare.md")
+    assert "a unique prefix of at least 6 characters" in comparing
+    assert "(or a unique prefix of 6+ characters)" in text("docs/tutorial/compare.md")
+    # what-happens-when.md: the server's health check, predict's size limit
+    assert default(store.server_problem, "timeout") == 5.0
+    assert "asks the server's `/health` (5 s timeout)" in flat("docs/explanation/what-happens-when.md")
+    assert images.MAX_PIXELS == 40_000_000 and "above 40 megapixels" in flat("docs/explanation/what-happens-when.md")
+    # use-a-model.md and predict.md: how an image becomes MNIST-like
+    assert (images.SIZE, images.DIGIT_SIZE, images.INK_FLOOR) == (28, 20, 0.2)
+    assert "fainter than 20% of it" in predict and "longer side to 20 px" in predict and "(14, 14)" in predict
+    assert "20x20 pixels centred by mass in a 28x28 frame" in flat("docs/tutorial/predict.md")
+    # a search's dead trials: no heartbeat for 3 minutes on another host
+    assert optuna_adapter.GRACE_S == 3 * 60
+    assert "no Optuna heartbeat for 3 minutes" in flat("docs/how-to/hyperparameter-search.md")
+    assert "after 3 minutes the trial is marked FAIL" in flat("docs/how-to/scale-out/shared-study.md")
+    # tracking-server.md: run names PostgreSQL takes
+    long = safe.fitting_name("a" * 300)
+    assert safe.MAX_RUN_NAME == 250 and len(long) <= 250 and long != safe.fitting_name("a" * 299)
+    assert "names are now cut to 250 with a hash" in flat("docs/how-to/scale-out/tracking-server.md")
+
+
+def test_the_tests_the_docs_quote_run_what_they_say():
+    """240 hostile command lines (what-happens-when.md), 16 runs from 4 workers: those tests' settings."""
+    hostile = (ROOT / "tests" / "reliability" / "test_hostile_config.py").read_text()
+    assert 'os.environ.get("HOSTILE_EXAMPLES", "240")' in hostile
+    concurrency = (ROOT / "tests" / "reliability" / "test_concurrency.py").read_text()
+    assert "WORKERS = 4 " in concurrency and "JOBS_PER_WORKER = 4 " in concurrency
+    page = flat("docs/explanation/what-happens-when.md")
+    assert "throws 240 random command lines" in page and "16 runs from 4 parallel workers" in page
+
+
+def test_the_secret_looking_names_the_docs_list_are_masked():
+    from mnistlab.core.redaction import SECRET_NAME
+
+    for page in ("docs/reference/records.md", "docs/explanation/security.md"):
+        listed = re.findall(r"`\*(\w+)\*`", text(page))
+        assert len(listed) >= 6, page
+        assert all(SECRET_NAME.search(f"MY_{word}_VAR") for word in listed), page
+
+
+def test_system_metrics_are_sampled_every_10_s():
+    """records.md and mlflow-ui.md: MLflow's sampling interval, which mnistlab leaves as it is."""
+    import inspect
+
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    assert inspect.signature(SystemMetricsMonitor).parameters["sampling_interval"].default == 10
+    assert "every 10 s" in text("docs/reference/records.md") and "every 10 s" in text("docs/tutorial/mlflow-ui.md")
+    assert "SAMPLING_INTERVAL" not in "".join(p.read_text() for p in (ROOT / "src").rglob("*.py"))
+
+
+def test_mnist_and_its_split_as_the_docs_count_them(compose_cfg):
+    """60,000 + 10,000 images of 28x28, the four IDX files, 54,000 trained on and 6,000 held out."""
+    from mnistlab.data import DATASETS
+    from mnistlab.data.mnist import MNIST_TEST_IMAGES, MNIST_TRAIN_IMAGES
+
+    assert (MNIST_TRAIN_IMAGES, MNIST_TEST_IMAGES) == (60_000, 10_000)
+    split = raw_config(compose_cfg)["data"]["val_split"]
+    held_out = round(MNIST_TRAIN_IMAGES * split)
+    assert (MNIST_TRAIN_IMAGES - held_out, held_out) == (54_000, 6_000)
+    assert "on 54,000 training images (the last 6,000 are held out" in flat("docs/tutorial/first-run.md")
+    files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"]
+    files.append("t10k-labels-idx1-ubyte.gz")
+    assert sorted(f"{f}.gz" for f in DATASETS["mnist"].files.values()) == sorted(files)
+    for page in ("docs/tutorial/first-run.md", "docs/how-to/configure.md"):
+        assert ", ".join(f"`{f}`" for f in files) in flat(page), page
+    rows = {r[0].split()[0].strip("`"): r for r in table_rows(text("docs/reference/datasets.md"), "| `data=` |")}
+    assert set(rows) == set(DATASETS.names())
+    for dataset, row in rows.items():
+        spec = DATASETS[dataset]
+        counted = f"{spec.train_images:,} + {spec.test_images:,}, {spec.image_shape[0]}x{spec.image_shape[1]}"
+        assert counted in row[1] and f"(`${spec.env_var}`)" in row[2] and spec.num_classes == 10, dataset
+        assert ("decompressed" in row[3]) == (spec.checksums_of == "contents"), dataset
+
+
+# ------------------------------------------------------------- conclusions drawn from RESULTS.md
+
+
+def test_the_speed_conclusions_the_docs_draw_are_results_mds():
+    """performance.md, configure.md, sweeps.md, reproducibility.md, shared-study.md and
+    tracking-server.md state conclusions and link benchmarks/RESULTS.md for the numbers."""
+    # run.py costs no more than the noise of the training it records (plain Keras alongside)
+    ratio = re.search(r"fastest epochs: median ([\d.]+)", results_section("baselines_speed")).group(1)
+    assert 0.95 <= float(ratio) <= 1.05
+    # mixed_bfloat16 was slower for every model measured (median and fastest epoch)
+    precision = results_section("baselines_speed").split("### trainer.precision")[1]
+    times = {(m, p): [float(x) for x in s.split(", ")] for m, p, s, _ in table_rows(precision, "| model | precision |")}
+    for model in {m for m, _ in times}:
+        assert all(b > f for b, f in zip(times[(model, "mixed_bfloat16")], times[(model, "float32")])), model
+    # steps_per_execution: within the run-to-run noise (each median inside the other's spread)
+    spe = table_rows(results_section("steps_per_execution"), "| batch | steps per execution |")
+    for batch in {row[0] for row in spe}:
+        (one, many) = [row for row in spe if row[0] == batch]
+        runs = [float(x.split()[0]) for x in one[2].split(", ")]
+        assert min(runs) <= float(many[3].split()[0]) <= max(runs), batch
+    assert "takes twice as long" in results_section("steps_per_execution")
+    assert "takes up to twice as long" in flat("docs/explanation/performance.md")
+    # two jobs at once on two cores gain little; another thread count changed one of nine accuracies
+    sweep = results_section("sweep_speed")
+    speedups = [float(row[2].rstrip("x")) for row in table_rows(sweep, "| launcher |")]
+    assert speedups[0] == 1.0 and all(s < 1.3 for s in speedups)
+    assert "8 of 9 test accuracies are identical" in sweep
+    assert "changed one of nine test accuracies" in flat("docs/explanation/reproducibility.md")
+    # a shared study: three workers beat one; the server's backend matters little
+    scale = results_section("scale_out")
+    workers = {row[0]: float(row[3].rstrip("x")) for row in table_rows(scale, "| workers |")}
+    assert workers["1"] == 1.0 and workers["3"] > 1.0
+    rates = {row[0]: float(row[1]) for row in table_rows(scale, "| backend |")}
+    assert abs(rates["sqlite"] - rates["postgresql"]) / rates["sqlite"] < 0.15
+    for page in ("docs/how-to/scale-out/shared-study.md", "docs/how-to/scale-out/tracking-server.md"):
+        assert "benchmarks/RESULTS.md" in text(page), page
+
+
+def test_no_page_copies_a_measured_time_of_results_md():
+    """Speed numbers live in benchmarks/RESULTS.md only: a page links it instead of copying them
+    (the summary example's time line is that run's, checked against RESULTS.md above)."""
+    measured = set(re.findall(r"\b\d+\.\d+ s\b|\b\d+\.\d+x\b", RESULTS.read_text())) - {"1.00x"}
+    for path in PAGES:
+        body = re.sub(r"^time        .*$", "", path.read_text(), flags=re.M)
+        copied = sorted(n for n in measured if re.search(rf"(?<![\d.]){re.escape(n)}", body))
+        assert not copied, name(path)
+
+
+def test_the_tracking_servers_error_line_is_the_one_shown():
+    """what-happens-when.md's line for a server that does not answer (test_tracking_store.py runs it
+    through run.py; here the whole line, for the project folder the docs show)."""
+    from mnistlab.core.errors import TrackingError
+    from mnistlab.tracking.store import reachable_uri
+
+    shown = next(
+        line
+        for line in block_starting("docs/explanation/what-happens-when.md", "error: tracking.uri=")
+        if line.startswith("error: tracking.uri=")
+    )
+    port = free_port()
+    with pytest.raises(TrackingError) as refused:
+        reachable_uri(f"http://127.0.0.1:{port}", False, DOC_ROOT)
+    assert f"error: {refused.value}".replace(f":{port}", f":{DOC_PORT}") == shown
+
+
+def test_the_exit_codes_table_is_the_codes_the_errors_carry():
+    """errors.md and lifecycle.md: 2 for a refused config or command line, 1 for a failure,
+    130 / 143 for Ctrl-C / SIGTERM (test_interrupt_resume.py and test_ending.py check them for real)."""
+    from mnistlab.core import exits
+    from mnistlab.core.errors import ConfigError, DataError, MnistlabError, TrackingError
+
+    assert (exits.EXIT_USAGE, exits.EXIT_FAILED, exits.EXIT_INTERRUPTED, exits.EXIT_TERMINATED) == (2, 1, 130, 143)
+    assert ConfigError.exit_code == 2 and DataError.exit_code == TrackingError.exit_code == MnistlabError.exit_code == 1
+    rows = {row[0]: row[1] for row in table_rows(text("docs/explanation/errors.md"), "| exit code |")}
+    assert set(rows) == {"0", "1", "2", "130 / 143"}
+    assert rows["130 / 143"].startswith("interrupted by Ctrl-C / terminated by SIGTERM")
+    states = {row[0]: row[2] for row in table_rows(text("docs/explanation/lifecycle.md"), "| state |")}
+    assert states == {"`FINISHED`": "0", "`KILLED`": "130 / 143", "`FAILED`": "1", "no run": "1 or 2"}
+
+
+def test_the_requirements_the_docs_name_are_pyprojects():
+    """Python 3.10+, the extras and the versions the scale-out pages name, the UI and docs ports."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.10"
+    assert "Python 3.10+" in text("README.md") and "Python 3.10 or newer" in text("docs/tutorial/first-run.md")
+    extras = project["optional-dependencies"]
+    scale_out = text("docs/how-to/scale-out/index.md")
+    for extra in ("distributed", "postgres", "slurm", "ray"):
+        assert extra in extras and f"pip install -e '.[{extra}]'" in scale_out, extra
+    assert {"hydra-ray-launcher==1.2.2", "joblib>=1.3,<1.6", "ray[default]>=2.52,<3"} <= set(extras["ray"])
+    ray = text("docs/how-to/scale-out/ray.md")
+    assert "hydra-ray-launcher 1.2.2, ray[default] 2.x" in ray and "keeps joblib below 1.6" in ray
+    assert "(Ray 2.52+:" in ray
+    dependencies = " ".join(project["dependencies"])
+    assert "optuna>=4" in dependencies and "hydra-core>=1.3.2,<1.4" in dependencies and "mlflow>=3.17" in dependencies
+    assert "on Optuna 4 and hydra-core 1.3" in flat("docs/how-to/hyperparameter-search.md")
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--host 127.0.0.1 --port 5000" in makefile and "127.0.0.1:8000" in makefile
+    from mnistlab.tracking.links import LOCAL_UI
+
+    assert LOCAL_UI == "http://127.0.0.1:5000"
+    assert "http://127.0.0.1:5000" in text("README.md") and "127.0.0.1:8000" in text("docs/index.md")
+
+
+def test_ray_is_given_the_patience_and_settings_ray_md_says():
+    """run.py sets RAY_NUM_REDIS_GET_RETRIES=3 unless set (Ray's default: 20); a node drains for up
+    to 30 s; the plugin alone would reserve 75 MiB of object store."""
+    from mnistlab.app.task import quiet_launcher_plugins
+
+    page = flat("docs/how-to/scale-out/ray.md")
+    with pytest.MonkeyPatch.context() as env:  # set, then unset: leaving it restores what was there
+        env.setenv("RAY_NUM_REDIS_GET_RETRIES", "unset below")
+        env.delenv("RAY_NUM_REDIS_GET_RETRIES")
+        quiet_launcher_plugins()
+        assert os.environ["RAY_NUM_REDIS_GET_RETRIES"] == "3"
+    assert "run.py sets `RAY_NUM_REDIS_GET_RETRIES=3` unless your environment sets it" in page
+    assert "(Ray's own default is 20 attempts" in page and "for up to 30 s;" in page
+    constants = pytest.importorskip("ray._private.ray_constants")
+    source = Path(constants.__file__).read_text()
+    assert 'os.environ.get("RAY_NUM_REDIS_GET_RETRIES", "20")' in source
+    assert re.search(r'"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", 30\.0', source)
+    core = pytest.importorskip("hydra_plugins.hydra_ray_launcher._core")
+    assert 'setdefault("object_store_memory", 78643200)' in Path(core.__file__).read_text()  # 75 MiB
+    assert 78643200 == 75 * 2**20 and "(the plugin alone would set 75 MiB)" in page
