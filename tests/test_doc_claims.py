@@ -783,6 +783,8 @@ def test_mnist_and_its_split_as_the_docs_count_them(compose_cfg):
     held_out = round(MNIST_TRAIN_IMAGES * split)
     assert (MNIST_TRAIN_IMAGES - held_out, held_out) == (54_000, 6_000)
     assert "on 54,000 training images (the last 6,000 are held out" in flat("docs/tutorial/first-run.md")
+    for page in ("README.md", "docs/index.md"):
+        assert f"evaluates it on the {MNIST_TEST_IMAGES:,} test images" in flat(page), page
     files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"]
     files.append("t10k-labels-idx1-ubyte.gz")
     assert sorted(f"{f}.gz" for f in DATASETS["mnist"].files.values()) == sorted(files)
@@ -923,3 +925,54 @@ def test_ray_is_given_the_patience_and_settings_ray_md_says():
     core = pytest.importorskip("hydra_plugins.hydra_ray_launcher._core")
     assert 'setdefault("object_store_memory", 78643200)' in Path(core.__file__).read_text()  # 75 MiB
     assert 78643200 == 75 * 2**20 and "(the plugin alone would set 75 MiB)" in page
+
+
+def shown_pattern(shown: str) -> re.Pattern:
+    """A message as a page quotes it, `...` standing for what it leaves out."""
+    return re.compile(".*".join(map(re.escape, shown.split("..."))))
+
+
+def test_a_corrupt_file_is_refused_with_the_line_configure_md_quotes(mnist_dir):
+    """The message for a file whose checksum is not MNIST's (test_bad_data.py refuses a changed
+    pixel for real; here its whole wording, against a sum that cannot match)."""
+    from mnistlab.core.errors import DataError
+    from mnistlab.data.mnist import MNIST_SHA256, load_mnist
+
+    shown = re.search(r"\(`(\.\.\./t10k-images-idx3-ubyte\.gz: SHA-256 .*?)`\)", flat("docs/how-to/configure.md"))
+    wrong = {**MNIST_SHA256, "t10k-images-idx3-ubyte": "0" * 64}
+    with pytest.raises(DataError) as refused:
+        load_mnist(mnist_dir, checksums=wrong)
+    assert shown_pattern(shown.group(1)).fullmatch(str(refused.value)), str(refused.value)
+
+
+def test_ctrl_c_in_a_search_ends_with_the_line_the_page_quotes(compose_cfg, tmp_path, monkeypatch):
+    """hyperparameter-search.md: Ctrl-C during a trial ends the search with `error: interrupted; the
+    finished trials are kept; rerun the same command to continue the search ...`, exit 130."""
+    from mnistlab.app import task
+    from mnistlab.core.exits import describe
+
+    compose_cfg([])  # Hydra's config, as a job sees it
+
+    def interrupted(_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(task, "validate", interrupted)
+    monkeypatch.delenv(task.ONE_LINE_ERRORS, raising=False)
+    trial = task.Job(str(tmp_path / "trial"), "x", True, None, object(), 0, 1)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        task._task(None, trial)
+    message, code = describe(stopped.value)
+    page = flat("docs/how-to/hyperparameter-search.md")
+    shown = re.search(r"says `(error: interrupted; the finished trials are kept; .*?)` \(exit (\d+)\)", page)
+    assert shown
+    assert shown_pattern(shown.group(1)).fullmatch(f"error: {message}") and code == int(shown.group(2))
+
+
+def test_what_use_a_model_md_says_test_predict_checks_is_what_it_checks():
+    source = (ROOT / "tests" / "test_predict.py").read_text()
+    assert "RENDERED = 500" in source and "rng.random() < 0.3" in source and "rng.integers(50, 91)" in source
+    assert "abs(rendered_accuracy - raw_accuracy) <= 0.01" in source
+    assert "abs(steps_accuracy - trained.test_accuracy) <= 0.005" in source
+    page = flat("docs/how-to/use-a-model.md")
+    assert "on 500 MNIST test images rendered as files" in page and "about 30% in colour" in page
+    assert "within 1 point of the same 500 as raw arrays" in page and "at most 0.5 points" in page
