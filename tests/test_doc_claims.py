@@ -976,3 +976,30 @@ def test_what_use_a_model_md_says_test_predict_checks_is_what_it_checks():
     page = flat("docs/how-to/use-a-model.md")
     assert "on 500 MNIST test images rendered as files" in page and "about 30% in colour" in page
     assert "within 1 point of the same 500 as raw arrays" in page and "at most 0.5 points" in page
+
+
+def test_the_parameter_counts_in_the_model_files_comments_are_right():
+    """conf/model/*.yaml's first comment line, which the generated configuration reference shows."""
+    from mnistlab.config.layers import estimate
+
+    counted = 0
+    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+        said = re.search(r"\(([\d,]+) parameters", path.read_text().split("\n", 1)[0])
+        if said:
+            layers = yaml.safe_load(path.read_text())["layers"]
+            assert sum(p for p, _ in estimate(layers, (28, 28, 1))) == int(said.group(1).replace(",", "")), path.name
+            counted += 1
+    assert counted >= 5
+
+
+def test_the_ids_and_links_the_pages_show_have_the_codes_form():
+    """A sweep id is its start time and 4 hex digits (tracker.py); a run's UI link is run_page's."""
+    from mnistlab.tracking.links import LOCAL_UI, run_page
+
+    tracker = (ROOT / "src" / "mnistlab" / "sweeps" / "tracker.py").read_text()
+    assert 'f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"' in tracker
+    ids = {i for path in PAGES for i in re.findall(r"\b(2026\d{4}-\d{6}-\w+)", path.read_text())}
+    assert ids and all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", i) for i in ids), ids
+    link = f"{LOCAL_UI}/{run_page('1', '<run id>')}"
+    assert link == "http://127.0.0.1:5000/#/experiments/1/runs/<run id>?workflowType=machine_learning"
+    assert f"`{link}`" in text("docs/tutorial/mlflow-ui.md")
