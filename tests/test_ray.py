@@ -282,7 +282,7 @@ def test_without_a_cluster_the_sweep_stops_in_one_line(tmp_path, store, mnist_di
 
 def test_the_head_stays_small(head):
     """Idle: GCS, raylet, agents, monitor, client server (~1 GB RSS, less shared out); each job adds a worker
-    with TensorFlow loaded. Loose bounds: a regression guard, not a benchmark (README has the numbers)."""
+    with TensorFlow loaded. Loose bounds: a regression guard, not a benchmark."""
     head.memory["idle at the end"] = head_memory(head)
     idle = head.memory["idle"]
     assert idle["processes"] >= 5 and idle["pss_mib"] < 1500, head.memory
