@@ -54,7 +54,9 @@ FINALS = (
     "test_accuracy_ci_low",
     "test_accuracy_ci_high",
     *(f"test_recall_{digit}" for digit in range(10)),
+    *(f"time_{phase}_s" for phase in ("data", "imports", "store", "build", "record", "fit", "test", "log")),
 )
+STARTUP = "time_startup_s"  # logged by a process's first run only (a reused worker's later runs have none)
 POINTS_PER_RUN = len(CURVES) * EPOCHS + len(FINALS)
 # What a sweep's parent gets when it ends (sweeps.tracker.SweepTracker / reports.comparison.Report.summary).
 PARENT_METRICS = (
@@ -170,6 +172,11 @@ def check_runs(uri: str, parents: int) -> tuple[list, list, int]:
             counted += len(history)
             if [point.step for point in history] != [0]:
                 problems.append(f"{name} {key}: {len(history)} points, expected 1 at step 0")
+        if STARTUP in run.data.metrics:
+            history = client.get_metric_history(run.info.run_id, STARTUP)
+            counted += len(history)
+            if len(history) != 1:
+                problems.append(f"{name} {STARTUP}: {len(history)} points, expected 1")
         if run.data.metrics.get("epochs_run") != EPOCHS:
             problems.append(f"{name}: epochs_run {run.data.metrics.get('epochs_run')}, expected {EPOCHS}")
     assert not problems, "\n".join(problems)
@@ -204,8 +211,9 @@ def most_at_once(runs: list) -> int:
     return most
 
 
-def expected_points(parents: int) -> int:
-    return RUNS * POINTS_PER_RUN + parents * len(PARENT_METRICS)
+def expected_points(parents: int, children: list) -> int:
+    startups = sum(STARTUP in c.data.metrics for c in children)
+    return RUNS * POINTS_PER_RUN + parents * len(PARENT_METRICS) + startups
 
 
 def test_four_sweep_processes_write_into_one_fresh_sqlite_store(tmp_path, mnist_dir):
@@ -243,7 +251,7 @@ def test_four_sweep_processes_write_into_one_fresh_sqlite_store(tmp_path, mnist_
     assert len({p.data.tags["sweep.dir"] for p in sweeps}) == WORKERS  # four sweeps, not one seen four times
     assert most_at_once(sweeps) == WORKERS  # the four sweeps were open at the same time
     assert most_at_once(children) == WORKERS  # and at some moment each had a training run open
-    assert counted == expected_points(WORKERS)
+    assert counted == expected_points(WORKERS, children)
     rows, doubled = rows_in_database(db, [r.info.run_id for r in sweeps + children])
     assert (rows, doubled) == (counted, [])
     print(f"\n4 processes x {JOBS_PER_WORKER} jobs into a fresh sqlite store: {elapsed:.1f} s, {counted} metric points")
@@ -282,7 +290,7 @@ def test_sixteen_joblib_jobs_write_through_a_real_mlflow_server(tmp_path, mnist_
         sweeps, children, counted = check_runs(server.url, parents=1)
         assert sweeps[0].data.tags["sweep.launcher"] == "JoblibLauncher"
         assert {c.data.params["trainer.threads_used"] for c in children} == {"1"}  # 2 cores / 4 jobs, at least 1
-        assert counted == expected_points(1)
+        assert counted == expected_points(1, children)
         assert len({c.data.tags["hydra.output_dir"] for c in children}) == RUNS
         assert most_at_once(children) == WORKERS  # four runs open at once, never more
         log_path = server.log_path

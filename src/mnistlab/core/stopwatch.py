@@ -6,7 +6,6 @@ import time
 
 from mnistlab.core import processes
 
-
 _started_once = False  # a launcher's reused worker: its later runs did not pay for the start-up
 
 
