@@ -200,11 +200,24 @@ def baselines(store: Store, rerun: bool) -> dict[str, comparison.Group]:
     return groups
 
 
+def baseline_values(store: Store) -> dict[str, list[float]]:
+    """Each baseline's seed accuracies: from the store's baselines sweep, else from RUNS, so that
+    `best` in a new store does not train the six baselines again (about an hour)."""
+    if store._sweeps("baselines") or store.quick:
+        groups = comparison.build_groups(store.rows(store.sweep("baselines", ["sweep=baselines", "seed=1,2,3"], False)))
+        return {preset_of(g): g.values for g in groups}
+    kept = [r for r in json.loads(RUNS.read_text()).values() if "replicates_step=baselines," in r["name"]]
+    values: dict[str, list[float]] = {}
+    for r in sorted(kept, key=lambda r: r["seed"]):
+        preset = next(i.split("=", 1)[1] for i in r["name"].split(",") if i.startswith("experiment="))
+        values.setdefault(preset, []).append(r["test_accuracy"])
+    if set(values) != set(BASELINES):
+        sys.exit(f"{RUNS} lacks baselines {sorted(set(BASELINES) - set(values))}: run `replicates.py baselines` first")
+    return values
+
+
 def best(store: Store, rerun: bool, presets: list[str]) -> None:
-    baseline_groups = {
-        preset_of(g): g
-        for g in comparison.build_groups(store.rows(store.sweep("baselines", ["sweep=baselines", "seed=1,2,3"], False)))
-    }
+    baseline_seeds = baseline_values(store)
     for preset in presets:
         target, candidates, final_extra = CANDIDATES[preset]
         selection = store.sweep(f"select_{preset}", [f"experiment={preset}", *candidates, "seed=1,2"], rerun)
@@ -231,9 +244,9 @@ def best(store: Store, rerun: bool, presets: list[str]) -> None:
         rows += [f"| `{g.name}` | {pct(g.mean)} | {g.sd * 100:.2f} | {g.verdict} |" for g in report.groups]
         versus = []
         for name in SAME_CLASS[preset]:
-            other = baseline_groups[name]
-            p = statistics.welch_p(group.values, other.values)
-            versus.append(f"`{name}` {pct(other.mean)} (Welch p={p:.2g})")
+            other = baseline_seeds[name]
+            p = statistics.welch_p(group.values, other)
+            versus.append(f"`{name}` {pct(sum(other) / len(other))} (Welch p={p:.2g})")
         section = (
             f"Machine: {machine()}.\n\nChosen on validation: `{chosen.name}`"
             + (f", then trained with `{' '.join(final_extra)}`" if final_extra else "")
