@@ -30,6 +30,7 @@ from mnistlab.core import interrupts, transcript
 from mnistlab.core.errors import MnistlabError, one_line, resume_in_a_sweep
 from mnistlab.core.exits import describe, exit_for
 from mnistlab.core.redaction import Redacted, redact
+from mnistlab.core.text import plural
 from mnistlab.sweeps import continuation
 from mnistlab.sweeps.trial import TrialLink
 from mnistlab.tracking.links import where_to_look
@@ -253,7 +254,7 @@ def summary(result: Any, cfg: DictConfig) -> str:
     """What a user wants to read when a run ends: the score, the cost, and where it is recorded."""
     m = result.metrics
     first, *rest = where_to_look(result.tracking_uri or cfg.tracking.uri, result.experiment_id, result.run_id)
-    epochs = f"{cfg.trainer.epochs} epoch{'s' if cfg.trainer.epochs != 1 else ''}"
+    epochs = plural(cfg.trainer.epochs, "epoch")
     if m["epochs_run"] < cfg.trainer.epochs:
         epochs = f"{m['epochs_run']:.0f} of {epochs} (stopped early)"
     tested = f" (weights of epoch {m['best_epoch']:.0f})" if "best_epoch" in m else ""

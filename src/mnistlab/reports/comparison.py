@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab.config.groups import GROUP_TAG, group_id
+from mnistlab.core.text import plural
 from mnistlab.data.mnist import MNIST_TEST_IMAGES, MNIST_TRAIN_IMAGES
 from mnistlab.reports import figures, statistics
 from mnistlab.reports.evaluation import PREDICTIONS_ARTIFACT
@@ -240,10 +241,6 @@ class Group:
             "tied_with_best": self.tied_with_best,
             "verdict": self.verdict,
         }
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def p_text(p: float) -> str:

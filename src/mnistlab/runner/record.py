@@ -17,12 +17,13 @@ from mnistlab.config.groups import GROUP_TAG, flatten, group_id
 from mnistlab.core import interrupts
 from mnistlab.core.redaction import redact_tree
 from mnistlab.core.stopwatch import Stopwatch
+from mnistlab.core.text import plural
 from mnistlab.data.prepare import Dataset
 from mnistlab.data.registry import DatasetSpec
 from mnistlab.reports import figures
 from mnistlab.reports.evaluation import TestReport, predictions_frame
 from mnistlab.tracking import logger, provenance, store
-from mnistlab.tracking.datasets import Split, splits
+from mnistlab.tracking.datasets import Split
 from mnistlab.tracking.logger import RunLog
 from mnistlab.tracking.parents import Sweep
 from mnistlab.train.checkpoints import Checkpoint
@@ -128,15 +129,10 @@ class Tested:
         return cls({**scores, **report.metrics()}, probabilities, report)
 
 
-def data_splits(data: Dataset, spec: DatasetSpec) -> dict[str, Split]:
-    """The run's training, validation and test sets as MLflow datasets."""
-    return splits(data, spec)
-
-
 def description(cfg: DictConfig, num_params: int, data: Dataset, epochs_run: int, scores: Mapping[str, float]) -> str:
     """The run in a sentence, with its result: its page's description in the MLflow UI."""
     low, high = scores["test_accuracy_ci_low"], scores["test_accuracy_ci_high"]
-    epochs = f"{epochs_run} epoch{'s' if epochs_run != 1 else ''}"
+    epochs = plural(epochs_run, "epoch")
     return (
         f"{cfg.model.name} ({num_params:,} parameters) trained with {cfg.optimizer.name} on "
         f"{len(data.x_train):,} {cfg.data.name} images for {epochs} of batch {cfg.trainer.batch_size}, seed "

@@ -109,6 +109,7 @@ def _steps(
     with quiet.stderr_filtered():  # TensorFlow's start-up lines dropped, its errors kept
         from mnistlab.runner import model as keras_side
         from mnistlab.runner import record  # MLflow and TensorFlow (~4-6 s to import) once the data is known good
+        from mnistlab.tracking.datasets import splits
 
         keras_side.start_tensorflow()
     watch.lap("imports")
@@ -123,7 +124,7 @@ def _steps(
     ending = interrupts.Deferral()
     with record.run_log(where, run_name, tags, resume, cfg.tracking.system_metrics) as run_log:
         log.info("MLflow run %s (%s) in experiment %r", run_log.run_id, run_name, cfg.tracking.experiment)
-        inputs = record.data_splits(data, spec)
+        inputs = splits(data, spec)  # the training, validation and test sets as MLflow datasets
         record.before_training(
             run_log,
             resolved,

@@ -31,6 +31,7 @@ from mnistlab.core import transcript
 from mnistlab.core.errors import ConfigError, MnistlabError, Terminated, TrackingError, one_line, resume_in_a_sweep
 from mnistlab.core.exits import exit_for
 from mnistlab.core.redaction import redact
+from mnistlab.core.text import plural
 from mnistlab.sweeps import continuation
 from mnistlab.tracking.parents import ROLE_TAG, SWEEP_ROLE, Sweep
 
@@ -162,7 +163,7 @@ class SweepTracker(Callback):
 
     def _summarise(self) -> list:
         """Rank the children, print the comparison, and log it with the figure to the parent run."""
-        from mnistlab.reports.comparison import Report, plural
+        from mnistlab.reports.comparison import Report
         from mnistlab.tracking import links, reading, sweeps
 
         sweep = self._sweep
