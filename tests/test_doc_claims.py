@@ -710,7 +710,7 @@ def test_the_numbers_the_code_holds_are_the_ones_the_docs_give():
     from mnistlab.reports import figures, statistics
     from mnistlab.reports.comparison import SHORT_ID
     from mnistlab.sweeps import optuna_adapter
-    from mnistlab.tracking import safe, store
+    from mnistlab.tracking import safe, server
 
     def default(function, argument: str):
         return inspect.signature(function).parameters[argument].default
@@ -726,7 +726,7 @@ def test_the_numbers_the_code_holds_are_the_ones_the_docs_give():
     assert "a unique prefix of at least 6 characters" in comparing
     assert "(or a unique prefix of 6+ characters)" in text("docs/tutorial/compare.md")
     # what-happens-when.md: the server's health check, predict's size limit
-    assert default(store.server_problem, "timeout") == 5.0
+    assert default(server.server_problem, "timeout") == 5.0
     assert "asks the server's `/health` (5 s timeout)" in flat("docs/explanation/what-happens-when.md")
     assert images.MAX_PIXELS == 40_000_000 and "above 40 megapixels" in flat("docs/explanation/what-happens-when.md")
     # use-a-model.md and predict.md: how an image becomes MNIST-like
@@ -851,7 +851,7 @@ def test_the_tracking_servers_error_line_is_the_one_shown():
     """what-happens-when.md's line for a server that does not answer (test_tracking_store.py runs it
     through run.py; here the whole line, for the project folder the docs show)."""
     from mnistlab.core.errors import TrackingError
-    from mnistlab.tracking.store import reachable_uri
+    from mnistlab.tracking.server import reachable_uri
 
     shown = next(
         line

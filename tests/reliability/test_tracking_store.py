@@ -29,6 +29,9 @@ def test_server_that_does_not_answer_stops_before_training(tmp_path, multirun):
     assert lines[0].startswith(f"error: tracking.uri='{uri}' does not answer") and "fallback_to_local=true" in lines[0]
     assert "Epoch 1" not in proc.stdout and elapsed < 60  # MLflow's own retries would take minutes
     assert not (tmp_path / "mlflow.db").exists()
+    if not multirun:  # refused before the data loads, and no folder is left behind
+        assert "MNIST from" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+        assert not list((tmp_path / "outputs").rglob("*.log")), list((tmp_path / "outputs").rglob("*"))
 
 
 def test_fallback_to_local_store_trains_and_says_so(tmp_path):

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -127,6 +128,8 @@ def _task(cfg: DictConfig, job: Job) -> float | None:
     try:
         _check_resume(job)  # before anything else: the other overrides are what resume= cannot take
         valid = validate(cfg)
+        if not job.in_sweep:  # a sweep asked once, before its first job
+            _check_server(valid)
         refused = False
         run_name = valid.tracking.run_name or run_name
         if job.sweep is not None and job.sweep.continued and job.trial is None:  # a continued grid sweep
@@ -163,6 +166,16 @@ def _task(cfg: DictConfig, job: Job) -> float | None:
         raise
     print(redact(summary(result, result.config or valid)), flush=True)
     return result.objective
+
+
+def _check_server(cfg: DictConfig) -> None:
+    """A tracking server that does not answer refuses the command before the data, TensorFlow and
+    MLflow load (seconds), unless tracking.fallback_to_local lets the run go to the local store."""
+    if cfg.tracking.fallback_to_local or urlparse(cfg.tracking.uri).scheme not in ("http", "https"):
+        return
+    from mnistlab.tracking import server  # requests (0.2 s to import) only when there is a server to ask
+
+    server.reachable_uri(cfg.tracking.uri, False, cfg.root_dir)
 
 
 def _remove_output_dir(output_dir: str) -> None:

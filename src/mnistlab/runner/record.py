@@ -22,7 +22,7 @@ from mnistlab.data.prepare import Dataset
 from mnistlab.data.registry import DatasetSpec
 from mnistlab.reports import figures
 from mnistlab.reports.evaluation import TestReport, predictions_frame
-from mnistlab.tracking import logger, provenance, store
+from mnistlab.tracking import logger, provenance, server, store
 from mnistlab.tracking.datasets import Split
 from mnistlab.tracking.logger import RunLog
 from mnistlab.tracking.parents import Sweep
@@ -38,7 +38,7 @@ class Store:
 
 def open_store(cfg: DictConfig) -> Store:
     """The store answers (a server within seconds, not MLflow's minutes of retries) and holds the experiment."""
-    uri = store.reachable_uri(cfg.tracking.uri, cfg.tracking.fallback_to_local, cfg.root_dir)
+    uri = server.reachable_uri(cfg.tracking.uri, cfg.tracking.fallback_to_local, cfg.root_dir)
     return Store(uri, store.open_experiment(uri, cfg.tracking.experiment))
 
 

@@ -72,13 +72,13 @@ class SweepTracker(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if is_dry_run(config):  # a preview: no store, no parent run, no MLflow import
             return
-        from mnistlab.tracking import provenance, runs, store, sweeps
+        from mnistlab.tracking import provenance, runs, server, store, sweeps
 
         try:
             valid = validate(config)  # an error every job would hit stops the sweep before it starts
             if valid.resume:
                 raise resume_in_a_sweep(valid.resume)
-            uri = store.reachable_uri(valid.tracking.uri, valid.tracking.fallback_to_local, valid.root_dir)
+            uri = server.reachable_uri(valid.tracking.uri, valid.tracking.fallback_to_local, valid.root_dir)
             experiment_id = store.open_experiment(uri, valid.tracking.experiment)
         except Exception as exc:  # Hydra would make it a warning and run the jobs without a parent
             exit_for(exc)

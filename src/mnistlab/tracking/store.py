@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,13 +12,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import mlflow
-import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mnistlab.core.errors import TrackingError, one_line
 from mnistlab.core.redaction import Redacted, redact
 from mnistlab.tracking.safe import SafeClient
+from mnistlab.tracking.server import server_problem
 
 try:
     import fcntl
@@ -170,53 +169,6 @@ def follow_move(uri: str, artifact_path: Path) -> bool:
                     continue
     log.warning("the project moved: artifact paths under %s now point to %s", old_root, new_root)
     return True
-
-
-def reachable_uri(uri: str, fallback_to_local: bool, root_dir: str) -> str:
-    """``uri`` itself, unless it is a tracking server that does not answer: then a one-line error
-    before any work (MLflow's client would retry for minutes), or with ``fallback_to_local`` the
-    project's own sqlite store, said in a warning."""
-    if urlparse(uri).scheme not in ("http", "https"):
-        return uri
-    problem = server_problem(uri)
-    if problem is None:
-        return uri
-    local = f"sqlite:///{Path(root_dir).resolve() / 'mlflow.db'}"
-    if fallback_to_local:
-        log.warning(
-            "tracking server %s does not answer (%s); tracking.fallback_to_local=true: logging to %s instead",
-            redact(uri),
-            problem,
-            local,
-        )
-        return local
-    raise TrackingError(
-        f"tracking.uri={redact(uri)!r} does not answer ({problem}): start the server "
-        "(mlflow server --host 127.0.0.1 --port <port>), fix tracking.uri or MLFLOW_TRACKING_URI, "
-        f"or add tracking.fallback_to_local=true to log to {local} instead"
-    )
-
-
-def server_problem(uri: str, timeout: float = 5.0) -> str | None:
-    """None when an MLflow server answers at ``uri`` (any HTTP answer counts: auth is MLflow's business),
-    else what went wrong (refused, timed out, unknown host). Asked as MLflow's client asks: with the
-    URL's user and password or MLFLOW_TRACKING_USERNAME/PASSWORD, and its TLS settings."""
-    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    verify: bool | str = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
-    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-        verify = False
-    try:
-        requests.get(
-            uri.rstrip("/") + "/health",
-            timeout=timeout,
-            verify=verify,
-            auth=(username, password) if username and password else None,
-        )
-        return None
-    except requests.RequestException as exc:
-        text = one_line(exc, 300)
-        socket_words = re.search(r"\[Errno -?\d+\][^')\]\"]*", text)  # urllib3 wraps the socket's own words
-        return redact(socket_words.group(0).strip() if socket_words else text[:200]) or type(exc).__name__
 
 
 def _open_store(uri: str) -> MlflowClient:
