@@ -31,6 +31,13 @@ def machine() -> str:
     )
 
 
+def bf16_hardware() -> str:
+    """Which bfloat16 instructions this CPU has: AMX tiles, AVX512-BF16 dot products, or none."""
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    found = [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if flag in flags]
+    return " and ".join(found) if found else "none (bfloat16 is emulated)"
+
+
 def write_section(name: str, title: str, body: str) -> None:
     """Replace section ``name`` of RESULTS.md, keeping the sections other scripts wrote."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
