@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -35,6 +36,27 @@ def test_run_py_help_starts_with_the_version_and_lists_the_commands():
     help_text = subprocess.run([str(MNISTLAB), "--help"], capture_output=True, text=True, timeout=60).stdout
     for command in ("compare", "continue", "predict", "preprocess", "promote"):
         assert f"    {command}" in help_text
+
+
+@pytest.mark.parametrize("mnistlab", [False, True])
+def test_a_closed_pipe_stops_the_output_without_an_error(tmp_path, mnistlab):
+    """`python run.py --help | head`, `mnistlab preprocess digit.png | head`: the reader is gone
+    before the text is written (its end of the pipe is closed here first); no error line about
+    it, and the exit code of a Unix tool it kills."""
+    from PIL import Image
+
+    digit = Image.new("L", (28, 28))
+    digit.paste(255, (12, 4, 16, 24))  # a white stroke on black: a 1
+    digit.save(tmp_path / "digit.png")
+    command = [str(MNISTLAB), "preprocess", str(tmp_path / "digit.png")] if mnistlab else [sys.executable, str(RUN_PY)]
+    command += [] if mnistlab else ["--help"]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(command, cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, env=cli_env())
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, ""), proc.stderr
 
 
 def test_help_lists_exactly_the_config_groups_there_are_and_the_launchers():

@@ -871,9 +871,10 @@ def test_the_exit_codes_table_is_the_codes_the_errors_carry():
     from mnistlab.core.errors import ConfigError, DataError, MnistlabError, TrackingError
 
     assert (exits.EXIT_USAGE, exits.EXIT_FAILED, exits.EXIT_INTERRUPTED, exits.EXIT_TERMINATED) == (2, 1, 130, 143)
+    assert exits.EXIT_CLOSED_PIPE == 141  # test_cli.py closes the pipe for real
     assert ConfigError.exit_code == 2 and DataError.exit_code == TrackingError.exit_code == MnistlabError.exit_code == 1
     rows = {row[0]: row[1] for row in table_rows(text("docs/explanation/errors.md"), "| exit code |")}
-    assert set(rows) == {"0", "1", "2", "130 / 143"}
+    assert set(rows) == {"0", "1", "2", "130 / 143", "141"}
     assert rows["130 / 143"].startswith("interrupted by Ctrl-C / terminated by SIGTERM")
     states = {row[0]: row[2] for row in table_rows(text("docs/explanation/lifecycle.md"), "| state |")}
     assert states == {"`FINISHED`": "0", "`KILLED`": "130 / 143", "`FAILED`": "1", "no run": "1 or 2"}

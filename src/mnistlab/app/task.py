@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnistlab.config import validate
 from mnistlab.core import interrupts, transcript
 from mnistlab.core.errors import MnistlabError, one_line, resume_in_a_sweep
-from mnistlab.core.exits import describe, exit_for
+from mnistlab.core.exits import describe, exit_for, quit_closed_pipe
 from mnistlab.core.redaction import Redacted, redact
 from mnistlab.core.text import plural
 from mnistlab.sweeps import continuation
@@ -62,6 +62,8 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
     os.environ[ONE_LINE_ERRORS] = "1"
     try:
         hydra_main()
+    except BrokenPipeError:
+        quit_closed_pipe()
     except (Exception, KeyboardInterrupt) as exc:
         exit_for(exc)
 

@@ -1,9 +1,11 @@
 """How a failure reaches the terminal: one line on stderr, and the exit code that says what happened
-(2: a usage or config error, 1: a failure, 130: Ctrl-C, 143: SIGTERM). Used by run.py's task, the
+(2: a usage or config error, 1: a failure, 130: Ctrl-C, 143: SIGTERM, 141: the reader of stdout went
+away). Used by run.py's task, the
 sweep tracker and the ``mnistlab`` commands alike."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import sysconfig
@@ -20,6 +22,15 @@ from mnistlab.core.errors import MnistlabError, Terminated, one_line
 from mnistlab.core.redaction import redact
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a Unix tool killed by it returns (`git log | head`)
+
+
+def quit_closed_pipe() -> None:
+    """stdout's reader went away (``python run.py --help | head``): stop without a word, as Unix
+    tools do, instead of an error line about a pipe the user closed on purpose."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout once more at exit: into nothing
+    sys.exit(EXIT_CLOSED_PIPE)
 
 
 def exit_for(exc: BaseException, output_dir: str | None = None) -> None:

@@ -10,6 +10,7 @@ from importlib import metadata
 
 from mnistlab.app.commands import compare, continue_sweep, predict, promote
 from mnistlab.app.commands.common import run_command
+from mnistlab.core.exits import quit_closed_pipe
 
 #: what a bug report needs besides mnistlab's own version (read from the installed metadata: no import)
 STACK = ("hydra-core", "keras", "tensorflow", "mlflow", "optuna")
@@ -76,5 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         add_arguments(command)
         command.set_defaults(handler=handler)
-    args = parser.parse_args(argv)
-    return run_command(args.handler, args)
+    try:
+        args = parser.parse_args(argv)
+        return run_command(args.handler, args)
+    except BrokenPipeError:  # `mnistlab compare | head`
+        quit_closed_pipe()
