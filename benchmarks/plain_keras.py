@@ -71,10 +71,11 @@ parser.add_argument("--epochs", type=int, default=5)
 parser.add_argument("--batch-size", type=int, default=128)
 parser.add_argument("--seed", type=int, default=42)
 parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+parser.add_argument("--val-split", type=float, default=0.1, help="as data.val_split: 0 trains on all 60,000 images")
 args = parser.parse_args()
 
 raw = load_mnist(os.environ["MNIST_DIR"])
-data = prepare(raw, val_split=0.1, limit=None, encoding="integer")
+data = prepare(raw, val_split=args.val_split, limit=None, encoding="integer")
 y_train, y_val, y_test = data.y_train, data.y_val, data.y_test
 loss = "sparse_categorical_crossentropy"
 if args.loss == "mse":
@@ -92,7 +93,7 @@ history = net.fit(
     y_train,
     batch_size=args.batch_size,
     epochs=args.epochs,
-    validation_data=(data.x_val, y_val),
+    validation_data=(data.x_val, y_val) if len(data.x_val) else None,
     verbose=0,
     callbacks=[timer],
 )
