@@ -165,5 +165,16 @@ def test_mixed_bfloat16_computes_in_bfloat16_with_a_float32_output(train):
 def test_auto_precision_follows_the_cpu(flags, expected):
     from mnistlab.train.runtime import resolve_precision
 
-    assert resolve_precision("auto", cpu_flags=flags) == expected
-    assert resolve_precision("float32", cpu_flags=flags) == "float32"
+    assert resolve_precision("auto", cpu_flags=flags, gpu_capabilities=[]) == expected
+    assert resolve_precision("float32", cpu_flags=flags, gpu_capabilities=[]) == "float32"
+
+
+@pytest.mark.parametrize(
+    "capability,expected", [((7, 5), "float32"), ((8, 0), "mixed_bfloat16"), ((9, 0), "mixed_bfloat16")]
+)
+def test_auto_precision_follows_the_gpu_when_there_is_one(capability, expected):
+    """A GPU trains, whatever the CPU can do: a Turing card (7.5) has no bfloat16, an Ampere one (8.0) has."""
+    from mnistlab.train.runtime import resolve_precision
+
+    assert resolve_precision("auto", cpu_flags={"amx_bf16"}, gpu_capabilities=[capability]) == expected
+    assert resolve_precision("auto", cpu_flags=set(), gpu_capabilities=[capability]) == expected

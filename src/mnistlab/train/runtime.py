@@ -13,6 +13,7 @@ import tensorflow as tf
 log = logging.getLogger(__name__)
 #: CPU flags of native bfloat16 arithmetic (Linux /proc/cpuinfo names)
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+BF16_GPU_CAPABILITY = (8, 0)  # NVIDIA Ampere and later compute in bfloat16
 
 
 def seed_everything(seed: int) -> None:
@@ -67,11 +68,24 @@ def set_threads(threads: int) -> None:
         )
 
 
-def resolve_precision(precision: str, cpu_flags: Collection[str] | None = None) -> str:
-    """``auto``: bfloat16 compute only where the CPU does it natively; emulated, it gains nothing.
-    ``cpu_flags``: the CPU's feature flags; default: this machine's, from /proc/cpuinfo."""
+def resolve_precision(
+    precision: str,
+    cpu_flags: Collection[str] | None = None,
+    gpu_capabilities: Collection[tuple[int, int]] | None = None,
+) -> str:
+    """``auto``: bfloat16 compute only where the hardware does it natively; emulated, it gains nothing.
+    Training runs on the first GPU when TensorFlow sees one (bfloat16 from compute capability 8.0,
+    Ampere), else on the CPU (AMX or AVX512-BF16). ``cpu_flags`` and ``gpu_capabilities``: this
+    machine's by default (/proc/cpuinfo, TensorFlow's device details)."""
     if precision != "auto":
         return precision
+    if gpu_capabilities is None:
+        gpu_capabilities = [
+            tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0)
+            for gpu in tf.config.list_physical_devices("GPU")
+        ]
+    if gpu_capabilities:
+        return "mixed_bfloat16" if tuple(next(iter(gpu_capabilities))) >= BF16_GPU_CAPABILITY else "float32"
     if cpu_flags is None:
         try:
             cpu_flags = set(Path("/proc/cpuinfo").read_text().split())
