@@ -802,6 +802,24 @@ def test_mnist_and_its_split_as_the_docs_count_them(compose_cfg):
 # ------------------------------------------------------------- conclusions drawn from RESULTS.md
 
 
+def test_performance_md_lists_every_benchmark_script_and_each_answers_help():
+    """performance.md's table of scripts: each one there is, and `--help` says how to run it
+    (without measuring anything)."""
+    listed = {
+        name
+        for row in table_rows(text("docs/explanation/performance.md"), "| script |")
+        for name in re.findall(r"`(\w+)\.py`", row[0])
+    }
+    helpers = {"results", "epoch_times", "plain_keras"}  # imported or called by the scripts, not run alone
+    scripts = {path.stem for path in (ROOT / "benchmarks").glob("*.py")} - helpers
+    assert listed == scripts
+    for name in sorted(scripts):
+        proc = subprocess.run(
+            [sys.executable, f"benchmarks/{name}.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0 and "usage:" in proc.stdout, (name, proc.stderr[-2000:])
+
+
 def test_the_speed_conclusions_the_docs_draw_are_results_mds():
     """performance.md, configure.md, sweeps.md, reproducibility.md, shared-study.md and
     tracking-server.md state conclusions and link benchmarks/RESULTS.md for the numbers."""
