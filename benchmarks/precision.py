@@ -2,6 +2,12 @@
 tie test. Writes the `precision` section of RESULTS.md; `trainer.precision=auto` rests on it.
 
     MNIST_DIR=../shared/datasets/mnist python benchmarks/precision.py --store /tmp/precision
+    MNIST_DIR=... python benchmarks/precision.py --store /tmp/precision-avx512 --max-isa AVX512_CORE_BF16
+
+`--max-isa` caps the instructions oneDNN (TensorFlow's CPU kernels) may use, through its
+ONEDNN_MAX_CPU_ISA variable: on a CPU with AMX, AVX512_CORE_BF16 measures what a CPU with only
+AVX512-BF16 would do, AVX512_CORE one with no bfloat16 instructions at all. Each cap writes its
+own section (`precision_<isa>`).
 
 For each model, one sweep `python run.py -m model=<model> seed=1,2,3,4,5
 trainer.precision=float32,mixed_bfloat16` (the default experiment otherwise: 5 epochs of batch
@@ -39,10 +45,12 @@ SEEDS = "1,2,3,4,5"
 
 
 class Store:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, max_isa: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.uri = folder, f"sqlite:///{folder.resolve() / 'mlflow.db'}"
         self.env = {**os.environ, "MNISTLAB_ROOT": str(folder.resolve()), "MLFLOW_TRACKING_URI": self.uri}
+        if max_isa:
+            self.env["ONEDNN_MAX_CPU_ISA"] = max_isa
 
     @property
     def client(self):
@@ -144,12 +152,13 @@ def model_section(store: Store, model: str, extra: list[str]) -> tuple[list[str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, required=True, help="folder of the runs' mlflow.db and outputs")
+    parser.add_argument("--max-isa", help="cap oneDNN's instruction set (ONEDNN_MAX_CPU_ISA), e.g. AVX512_CORE_BF16")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated (default: {','.join(MODELS)})")
     parser.add_argument("overrides", nargs="*", help="more overrides for every run (smoke test: data.limit=300)")
     args = parser.parse_args()
     if not os.environ.get("MNIST_DIR"):
         sys.exit("set MNIST_DIR to the folder with the MNIST IDX files")
-    store = Store(args.store)
+    store = Store(args.store, args.max_isa)
     table = [
         "| model | precision | s/epoch: median over seeds (min-max) | test accuracy, mean ± sd | 95% interval | vs the "
         "better precision |",
@@ -161,7 +170,9 @@ def main() -> None:
         table += lines
         verdicts.append(f"- {verdict}")
     body = (
-        f"Machine: {machine()}; bfloat16 in hardware: {bf16_hardware()}.\n\n"
+        f"Machine: {machine()}; bfloat16 in hardware: {bf16_hardware()}"
+        + (f"; oneDNN capped at {args.max_isa} (ONEDNN_MAX_CPU_ISA)" if args.max_isa else "")
+        + ".\n\n"
         f"`python run.py -m model=<model> seed={SEEDS} trainer.precision=float32,mixed_bfloat16` "
         f"{' '.join(args.overrides)} (5 epochs of batch 128 on 54,000 images; the precisions alternate run by run). "
         "Per-epoch time: each run's median epoch after the first.\n\n" + "\n".join([*table, "", *verdicts]) + "\n"
@@ -169,7 +180,9 @@ def main() -> None:
     if args.overrides:
         print(body)
     else:
-        write_section("precision", "trainer.precision per model (`benchmarks/precision.py`)", body)
+        name = f"precision_{args.max_isa.lower()}" if args.max_isa else "precision"
+        cap = f", oneDNN capped at {args.max_isa}" if args.max_isa else ""
+        write_section(name, f"trainer.precision per model{cap} (`benchmarks/precision.py`)", body)
 
 
 if __name__ == "__main__":
