@@ -38,27 +38,34 @@ def _forms(value: str) -> set[str]:
     return {form for form in forms if form}
 
 
-def redact(text: str) -> str:
-    """``text`` with secrets and URL passwords masked."""
+def masked_forms() -> list[str]:
+    """Every form of every secret now in the environment, longest first: a form may contain another."""
+    return sorted({form for _, value in secrets() for form in _forms(value)}, key=len, reverse=True)
+
+
+def redact(text: str, forms: list[str] | None = None) -> str:
+    """``text`` with secrets and URL passwords masked; ``forms``: ``masked_forms()`` taken once for
+    many texts (a config's every string), instead of reading the environment for each."""
     text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
-    for _, value in secrets():
-        for form in sorted(_forms(value), key=len, reverse=True):  # longest first: a form may contain another
-            if form in text:
-                text = text.replace(form, MASK)
+    for form in masked_forms() if forms is None else forms:
+        if form in text:
+            text = text.replace(form, MASK)
     return text
 
 
 def redact_all(values: Mapping[str, Any]) -> dict[str, str]:
-    return {redact(str(k)): redact(str(v)) for k, v in values.items()}
+    forms = masked_forms()
+    return {redact(str(k), forms): redact(str(v), forms) for k, v in values.items()}
 
 
-def redact_tree(tree: Any) -> Any:
+def redact_tree(tree: Any, forms: list[str] | None = None) -> Any:
     """A config (mappings, lists, scalars) with every string redacted: serialise it afterwards."""
+    forms = masked_forms() if forms is None else forms
     if isinstance(tree, Mapping):
-        return {redact(str(k)): redact_tree(v) for k, v in tree.items()}
+        return {redact(str(k), forms): redact_tree(v, forms) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return [redact_tree(v) for v in tree]
-    return redact(tree) if isinstance(tree, str) else tree
+        return [redact_tree(v, forms) for v in tree]
+    return redact(tree, forms) if isinstance(tree, str) else tree
 
 
 def secret_in(text: str) -> str | None:

@@ -13,7 +13,7 @@ from matplotlib.text import Text
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from mnistlab.core.redaction import redact, redact_all
+from mnistlab.core.redaction import masked_forms, redact, redact_all
 
 MAX_RUN_NAME = 250  # MLflow's column; PostgreSQL refuses longer names (sqlite does not check)
 
@@ -32,8 +32,9 @@ def safe_run_name(name: str | None) -> str | None:
 
 def redact_figure(figure: Any) -> Any:
     """Every text of a matplotlib figure (titles hold run names) with secrets masked."""
+    forms = masked_forms()
     for text in figure.findobj(Text):
-        masked = redact(text.get_text())
+        masked = redact(text.get_text(), forms)
         if masked != text.get_text():
             text.set_text(masked)
     return figure
@@ -68,8 +69,9 @@ class SafeClient(MlflowClient):
         tags: Sequence[RunTag] = (),
         synchronous: bool | None = None,
     ) -> Any:
-        params = [Param(redact(p.key), redact(str(p.value))) for p in params]
-        tags = [RunTag(redact(t.key), redact(str(t.value))) for t in tags]
+        forms = masked_forms()
+        params = [Param(redact(p.key, forms), redact(str(p.value), forms)) for p in params]
+        tags = [RunTag(redact(t.key, forms), redact(str(t.value), forms)) for t in tags]
         return super().log_batch(run_id, metrics=metrics, params=params, tags=tags, synchronous=synchronous)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
