@@ -12,10 +12,11 @@ best            best_tiny_cnn, best_cnn, best_dense re-established without looki
                 for each, two candidate settings (CANDIDATES) run with seeds 1 and 2 on 54,000
                 training / 6,000 validation images; the candidate with the higher mean final
                 val_accuracy is chosen (ties included: validation decides, the test set is not
-                read); the chosen one then runs seeds 3-5 (best_tiny_cnn: all five seeds again on
-                all 60,000 images, as its preset trains), and only then are the five seeds' test
-                accuracies read and reported, against the target and against the baselines of the
-                same class (Welch's t-test).
+                read; an exact tie goes to the one with fewer parameters, then to the one that ran
+                first, as `mnistlab compare` ranks them); the chosen one then runs seeds 3-5
+                (best_tiny_cnn: all five seeds again on all 60,000 images, as its preset trains),
+                and only then are the five seeds' test accuracies read and reported, against the
+                target and against the baselines of the same class (Welch's t-test).
 compare_models  README's models x optimizers grid over seeds 1-3, grouped and tested.
 
 Runs go to <store>/mlflow.db (a sweep per step); a step whose sweep already ran is read back,
@@ -67,7 +68,8 @@ SAME_CLASS = {
 
 PROCEDURE = (
     "Procedure: two candidate settings, seeds 1 and 2, chosen by mean final validation accuracy (6,000 "
-    "held-out training images); the test set is read only for the chosen settings' five seeds.\n\n"
+    "held-out training images; an exact tie goes to the candidate that ran first, as `mnistlab compare` ranks "
+    "ties); the test set is read only for the chosen settings' five seeds.\n\n"
 )
 
 
