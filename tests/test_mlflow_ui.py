@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from conftest import ROOT, SWEEP_EPOCHS, mlflow_client, run_cli
+from mnistlab.config.groups import GROUP_TAG
 from mnistlab.tracking import links
 from servers import chromium, chromium_executable, mlflow_server
 
@@ -151,6 +152,23 @@ def test_the_sweep_link_opens_its_runs_in_the_chart_view(sweep, server):
     charts = int(re.search(r"Model metrics</div><div[^>]*>\((\d+)\)", text).group(1))  # a chart per metric
     assert charts >= len(CURVES) + 3
     assert text.count("main-svg") >= 4, "no chart drawn"  # plotly's drawn charts (the first rows are drawn)
+
+
+def test_the_sweep_summary_link_opens_its_runs_grouped_by_configuration(small_sweep, sweep, server):
+    """The link the sweep's summary prints: a view the sweep wrote as an experiment tag (MLflow's
+    shared views), its children grouped by their `mnistlab.group` tag, in the chart view."""
+    printed = re.findall(r"then http://127\.0\.0\.1:5000/(\S+)", small_sweep.proc.stdout)[-1]  # after the jobs
+    key = urllib.parse.parse_qs(printed.split("?", 1)[1])["viewStateShareKey"][0]
+    assert key == f"mnistlab-{sweep.sweep_id}"
+    experiment = mlflow_client(sweep.store).get_experiment(sweep.experiment_id)
+    assert f"{links.SHARED_VIEW_TAG}{key}" in experiment.tags
+    text = html.unescape(render(server, printed, "mlflow_ui_sweep_grouped"))
+    assert "You're viewing a shared view" in text  # the UI found and applied the view
+    assert f"Group by: {GROUP_TAG}" in text
+    for child in sweep.children:  # each configuration is a group, its run listed under it
+        assert f"Group: {child.data.tags[GROUP_TAG]}" in text and child.info.run_name in text
+    assert sweep.parent.info.run_name not in text  # the parent is no configuration
+    assert text.count("main-svg") >= 4, "no chart drawn"
 
 
 def test_the_logged_model_page_shows_its_test_metrics_and_their_dataset(model_run, server):

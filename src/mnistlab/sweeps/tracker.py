@@ -177,6 +177,7 @@ class SweepTracker(Callback):
                 predictions=reading.predictions_from(client),
             )
             sweeps.log_summary(client, sweep.parent_run_id, report)
+            view = sweeps.share_grouped_view(client, sweep)
             configurations = plural(len(report.groups), "configuration")
             print(
                 redact(
@@ -185,7 +186,9 @@ class SweepTracker(Callback):
                 ),
                 flush=True,
             )
-            look = links.where_to_look(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, sweep.runs_filter)
+            look = links.where_to_look(
+                sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, sweep.runs_filter, shared_view=view
+            )
             for line in look:
                 print(redact(f"  {line}"))
             print(f"  runs of this sweep: filter {sweep.runs_filter}", flush=True)

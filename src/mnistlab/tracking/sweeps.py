@@ -6,6 +6,7 @@ from __future__ import annotations
 from mlflow.tracking import MlflowClient
 
 from mnistlab.reports.comparison import Report
+from mnistlab.tracking import links
 from mnistlab.tracking.parents import SUPERSEDED_TAG, Sweep
 from mnistlab.tracking.runs import end_detached_run, record_failed_run
 from mnistlab.tracking.safe import SafeClient
@@ -13,6 +14,15 @@ from mnistlab.tracking.safe import SafeClient
 
 def client(sweep: Sweep) -> SafeClient:
     return SafeClient(tracking_uri=sweep.tracking_uri)
+
+
+def share_grouped_view(mlflow_client: MlflowClient, sweep: Sweep) -> str:
+    """The sweep's children grouped by configuration, as a view of the runs page that a link opens
+    (an experiment tag, as the UI's Share button writes); returns its key."""
+    key = f"mnistlab-{sweep.sweep_id}"
+    children = f"{sweep.runs_filter} and tags.`sweep.job` LIKE '%'"  # the parent has no job number
+    mlflow_client.set_experiment_tag(sweep.experiment_id, f"{links.SHARED_VIEW_TAG}{key}", links.grouped_view(children))
+    return key
 
 
 def record_failed_job(sweep: Sweep, job: int, run_name: str, reason: str, tags: dict[str, str] | None = None) -> None:
