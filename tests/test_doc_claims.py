@@ -1037,6 +1037,17 @@ def test_baselines_md_quotes_its_measured_numbers_from_results_md():
     assert targets == {"99.4%", "99.5%", "99.1%"}
     for number in sorted(set(re.findall(r"\d+\.\d+%", page))):
         assert number in measured or number in published or number in targets, number
+    # README's table of the best_* presets: every number from a replicates section (or a target), each
+    # row's mean ± sd and interval from its own preset's section
+    readme = table_rows(text("README.md"), "| preset | test accuracy over 5 seeds |")
+    assert {row[0] for row in readme} == {"`best_tiny_cnn`", "`best_cnn`", "`best_dense`"}
+    for preset, *cells in readme:
+        for number in re.findall(r"\d+\.\d+%|p=[\d.e-]+", " ".join(cells)):
+            assert number in measured or number in targets, (preset, number)
+        spread = re.search(r"(\d+\.\d+% ± \d\.\d\d), 95% interval (\[[^]]+\])", cells[0])
+        if spread:
+            section = re.search(rf"<!-- replicates_{preset.strip('`')}:start -->.*?:end -->", measured, re.S).group(0)
+            assert f"**{spread.group(1)}**" in section and spread.group(2) in section, preset
     for row in re.findall(r"^\| `(baseline_\w+)` \|.*?\*\*(\d+\.\d+% ± \d\.\d\d)\*\* \| (\[[^]]+\]) \|", page, re.M):
         preset, mean_sd, interval = row
         line = next(line for line in measured.splitlines() if line.startswith(f"| `{preset}` |"))
