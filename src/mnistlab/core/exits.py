@@ -1,7 +1,6 @@
 """How a failure reaches the terminal: one line on stderr, and the exit code that says what happened
 (2: a usage or config error, 1: a failure, 130: Ctrl-C, 143: SIGTERM, 141: the reader of stdout went
-away). Used by run.py's task, the
-sweep tracker and the ``mnistlab`` commands alike."""
+away). Used by run.py's task, the sweep tracker and the ``mnistlab`` commands alike."""
 
 from __future__ import annotations
 

@@ -186,9 +186,7 @@ class SweepTracker(Callback):
                 ),
                 flush=True,
             )
-            look = links.where_to_look(
-                sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, sweep.runs_filter, shared_view=view
-            )
+            look = links.where_to_look(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, shared_view=view)
             for line in look:
                 print(redact(f"  {line}"))
             print(f"  runs of this sweep: filter {sweep.runs_filter}", flush=True)

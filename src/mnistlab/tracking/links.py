@@ -24,19 +24,6 @@ def run_page(experiment_id: str, run_id: str) -> str:
     return f"#/experiments/{experiment_id}/runs/{run_id}?{urlencode(TRAINING)}"
 
 
-def runs_page(experiment_id: str, search_filter: str | None = None, charts: bool = False) -> str:
-    """The experiment's Training runs table (or its chart view), filtered, ranked by test accuracy,
-    as a URL fragment. Ranked by anything but the start time, the UI lists a sweep's children
-    themselves instead of folding them under their parent (MLflow 3.17's nestChildren)."""
-    query = dict(TRAINING)
-    if charts:
-        query["compareRunsMode"] = "CHART"
-    if search_filter:
-        query["searchFilter"] = search_filter
-    query.update(orderByKey="metrics.`test_accuracy`", orderByAsc="false")
-    return f"#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
-
-
 def grouped_view(search_filter: str) -> str:
     """The runs page's state (MLflow 3.17's ExperimentPageUIState and search facets, as its Share
     button serialises them) for ``search_filter``'s runs grouped by configuration (the
@@ -69,24 +56,16 @@ def grouped_view(search_filter: str) -> str:
     )
 
 
-def shared_view_page(experiment_id: str, key: str, charts: bool = True) -> str:
-    """The runs page in the view an experiment tag ``SHARED_VIEW_TAG + key`` holds (its chart view)."""
-    query = {"viewStateShareKey": key, **TRAINING, **({"compareRunsMode": "CHART"} if charts else {})}
+def shared_view_page(experiment_id: str, key: str) -> str:
+    """The runs page's chart view in the view an experiment tag ``SHARED_VIEW_TAG + key`` holds."""
+    query = {"viewStateShareKey": key, **TRAINING, "compareRunsMode": "CHART"}
     return f"#/experiments/{experiment_id}/runs?{urlencode(query, quote_via=quote)}"
 
 
-def where_to_look(
-    uri: str, experiment_id: str, run_id: str, sweep_filter: str | None = None, shared_view: str | None = None
-) -> list[str]:
-    """How to see a run (or, with ``sweep_filter``, a sweep's runs in the chart view; with
-    ``shared_view``, that view's key, grouped by configuration) in the MLflow UI: the page on a
-    server, or the command that serves a local store and then the page."""
-    if shared_view:
-        page = shared_view_page(experiment_id, shared_view)
-    elif sweep_filter:
-        page = runs_page(experiment_id, sweep_filter, charts=True)
-    else:
-        page = run_page(experiment_id, run_id)
+def where_to_look(uri: str, experiment_id: str, run_id: str, shared_view: str | None = None) -> list[str]:
+    """How to see a run (or, with ``shared_view``, the key of a sweep's grouped view, its runs) in the
+    MLflow UI: the page on a server, or the command that serves a local store and then the page."""
+    page = shared_view_page(experiment_id, shared_view) if shared_view else run_page(experiment_id, run_id)
     if urlparse(uri).scheme in ("http", "https"):
         return [f"open {uri.rstrip('/')}/{page}"]
     return [f"mlflow ui --backend-store-uri {uri}", f"then {LOCAL_UI}/{page}"]
