@@ -153,3 +153,27 @@ def test_a_signal_whose_interrupt_was_swallowed_stops_at_the_next_check():
             pass  # what the code that swallowed it did
         check()
     check()  # forgotten once the block ends
+
+
+@pytest.mark.fast
+def test_each_epochs_batches_come_from_seed_and_epoch_alone():
+    """shuffled_batches: every epoch is a permutation of the images (the last batch short), epoch 2
+    of a pipeline started at epoch 0 is epoch 2 of one started there (a resume), another seed
+    shuffles otherwise; and tf.data's per-epoch graph rewrites stay off (they cost each epoch)."""
+    from mnistlab.train.pipeline import shuffled_batches
+
+    x = np.arange(50, dtype=np.float32).reshape(50, 1)  # synthetic: each image is its own index
+    y = np.arange(50)
+
+    def epochs(seed: int, first: int, count: int) -> list[list[list[int]]]:
+        dataset = shuffled_batches(x, y, 16, seed, first)
+        return [[b.tolist() for b in (labels.numpy() for _, labels in dataset)] for _ in range(count)]
+
+    run = epochs(7, 0, 3)
+    for batches in run:
+        assert [len(b) for b in batches] == [16, 16, 16, 2]
+        assert sorted(i for b in batches for i in b) == list(range(50))
+    assert run[0] != run[1] != run[2]
+    assert epochs(7, 2, 1)[0] == run[2]
+    assert epochs(8, 0, 1)[0] != run[0]
+    assert shuffled_batches(x, y, 16, 7, 0).options().experimental_optimization.apply_default_optimizations is False

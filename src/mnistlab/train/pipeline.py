@@ -17,7 +17,9 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, f
     steps_per_execution > 1 an epoch's last execution then ends at the epoch's last batch, where
     one long stream of all epochs' batches let it run on into the next epoch's. Each pass takes
     the next epoch number from a counter in the pipeline, starting at ``first_epoch``.
-    Like Keras's array adapter: the arrays enter once, each batch is a gather; the last one may be short."""
+    Like Keras's array adapter: the arrays enter once, each batch is a gather; the last one may be short.
+    Also like it, tf.data's default graph rewrites are off: they ran at each epoch's new iterator,
+    over a graph that holds the arrays, delaying the epoch's first batch, and change no batch."""
     n = len(x)
     full = n // batch_size * batch_size
     steps = math.ceil(n / batch_size)
@@ -32,10 +34,13 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, f
         batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full], (-1, batch_size)))
         return batches.concatenate(tf.data.Dataset.from_tensors(order[full:])) if full < n else batches
 
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
     return (
         tf.data.Dataset.from_tensors(0)
         .flat_map(epoch_batches)
         .apply(tf.data.experimental.assert_cardinality(steps))
         .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
+        .with_options(options)
     )
