@@ -8,6 +8,11 @@ Each single run is a fresh ``python run.py`` process (1,000 training images, one
 training is a small part of it on purpose); the sweep is one ``-m`` over ``--runs`` seeds with
 ``hydra/launcher=joblib`` (2 workers). The table gives each phase's median and range, and the
 whole process's wall time as the user waits for it, measured outside.
+
+``--against CHECKOUT`` also runs each single run with another checkout of mnistlab (its own
+``.venv`` when it has one), alternating with this one, for a before/after in one invocation:
+
+    MNIST_DIR=... python benchmarks/run_overhead.py --runs 5 --against ../mnistlab-before
 """
 
 from __future__ import annotations
@@ -42,6 +47,12 @@ def phases_of(store: str, experiment_name: str) -> list[dict[str, float]]:
     ]
 
 
+def describe(checkout: Path) -> str:
+    """The other checkout's commit, as `git describe` names it."""
+    proc = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=checkout, capture_output=True, text=True)
+    return proc.stdout.strip() or checkout.name
+
+
 def cell(values: list[float]) -> str:
     if not values:
         return "-"
@@ -52,22 +63,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="single runs, and jobs of the sweep")
     parser.add_argument("--quick", action="store_true", help="print the section instead of writing RESULTS.md")
+    parser.add_argument("--against", type=Path, help="another checkout whose single runs alternate with this one's")
     args = parser.parse_args()
     if not os.environ.get("MNIST_DIR"):
         sys.exit("set MNIST_DIR to the folder with the MNIST IDX files")
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{tmp}/mlflow.db"
         env = {**os.environ, "MNISTLAB_ROOT": tmp, "MLFLOW_TRACKING_URI": store}
-        process_walls = []
+        sides = [(ROOT, sys.executable, "mnistlab")]
+        if args.against:
+            other = args.against.resolve()
+            venv = other / ".venv" / "bin" / "python"
+            sides.append((other, str(venv) if venv.exists() else sys.executable, "against"))
+        process_walls: dict[str, list[float]] = {name: [] for _, _, name in sides}
         for seed in range(1, args.runs + 1):
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "run.py", *RUN, f"seed={seed}"], cwd=ROOT, env=env, capture_output=True, text=True
-            )
-            process_walls.append(time.perf_counter() - start)
-            if proc.returncode:
-                sys.exit(proc.stderr[-2000:])
+            for folder, python, name in sides if seed % 2 else sides[::-1]:  # alternating which goes first
+                start = time.perf_counter()
+                proc = subprocess.run(
+                    [python, "run.py", *RUN, f"seed={seed}", f"tracking.experiment={name}"],
+                    cwd=folder,
+                    env={**env, "MNISTLAB_ROOT": f"{tmp}/{name}"},
+                    capture_output=True,
+                    text=True,
+                )
+                process_walls[name].append(time.perf_counter() - start)
+                if proc.returncode:
+                    sys.exit(proc.stderr[-2000:])
         singles = phases_of(store, "mnistlab")
+        before = phases_of(store, "against") if args.against else []
         start = time.perf_counter()
         seeds = ",".join(str(s) for s in range(1, args.runs + 1))
         proc = subprocess.run(
@@ -100,18 +123,22 @@ def main() -> None:
         f"as one `-m` sweep over {args.runs} seeds with `hydra/launcher=joblib` (2 workers, reused). Median "
         "(min-max) seconds per phase, from each run's own `time_<phase>_s` metrics.",
         "",
-        "| phase | single run | joblib sweep job |",
-        "|---|---|---|",
+        "| phase | single run | joblib sweep job |" + (f" single run, `{describe(args.against)}` |" if before else ""),
+        "|---|---|---|" + ("---|" if before else ""),
     ]
     for phase in PHASES:
         lines.append(
             f"| {phase} | {cell([r[phase] for r in singles if phase in r])} | "
             f"{cell([r[phase] for r in jobs if phase in r])} |"
+            + (f" {cell([r[phase] for r in before if phase in r])} |" if before else "")
         )
     lines += [
-        f"| **beyond fit** (every phase but fit) | **{cell(beyond_fit(singles))}** | **{cell(beyond_fit(jobs))}** |",
+        f"| **beyond fit** (every phase but fit) | **{cell(beyond_fit(singles))}** | **{cell(beyond_fit(jobs))}** |"
+        + (f" **{cell(beyond_fit(before))}** |" if before else ""),
         "",
-        f"Whole process of a single run, measured outside: {cell(process_walls)} s. The sweep: "
+        f"Whole process of a single run, measured outside: {cell(process_walls['mnistlab'])} s"
+        + (f" (`{describe(args.against)}`, alternating with it: {cell(process_walls['against'])} s)" if before else "")
+        + ". The sweep: "
         f"{sweep_wall:.1f} s for {args.runs} jobs ({sweep_wall / args.runs:.1f} s per job, the sweep's own "
         "start and summary included).",
     ]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config.losses import LOSSES
-from mnistlab.core import interrupts, quiet
+from mnistlab.core import imports, interrupts, quiet
 from mnistlab.core.stopwatch import Stopwatch
 from mnistlab.data.loading import load
 from mnistlab.data.prepare import Dataset, prepare
@@ -106,7 +106,7 @@ def _steps(
     spec = DATASETS[cfg.data.name]
     data = load_data(cfg, spec)  # 1. the data, checked
     watch.lap("data")
-    with quiet.stderr_filtered():  # TensorFlow's start-up lines dropped, its errors kept
+    with quiet.stderr_filtered(), imports.without_unused():  # TensorFlow's start-up lines dropped, its errors kept
         from mnistlab.runner import model as keras_side
         from mnistlab.runner import record  # MLflow and TensorFlow (~4-6 s to import) once the data is known good
         from mnistlab.tracking.datasets import splits

@@ -1,0 +1,27 @@
+"""Imports a run pays for without using: kept out of its start-up."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: imported by Keras only for its scikit-learn wrappers (keras.wrappers), which no run uses
+UNUSED_BY_KERAS = ("sklearn",)
+
+
+@contextmanager
+def without_unused() -> Iterator[None]:
+    """Import Keras inside this block: ``import keras`` imports scikit-learn when it is installed
+    (MLflow installs it), about 0.5 s of a run's start-up for wrappers no run uses. Inside the
+    block those imports fail, which Keras takes as "not installed"; afterwards they work again, so
+    code that does use scikit-learn imports it as usual (and Keras's wrappers then say it is missing)."""
+    blocked = [name for name in UNUSED_BY_KERAS if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # None: import raises ImportError
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]

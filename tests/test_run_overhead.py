@@ -1,0 +1,104 @@
+"""What a run skips to start and finish sooner (issue 19's per-run overhead), checked by what the
+process really imported and computed, each in a fresh interpreter: no timings here (those are
+benchmarks/run_overhead.py's)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT
+
+
+def python(code: str, tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.fast
+def test_keras_loads_without_scikit_learn_which_stays_importable(tmp_path):
+    proc = python(
+        """
+        import sys
+        from mnistlab.core import imports
+        with imports.without_unused():
+            import keras
+        print("during:", "sklearn" in sys.modules)
+        import sklearn.base  # code that uses it still can
+        print("after:", sklearn.base.BaseEstimator.__name__)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["during:", "False", "after:", "BaseEstimator"]
+
+
+@pytest.mark.fast
+def test_keras_loads_with_scikit_learn_when_it_was_already_imported(tmp_path):
+    # a module already loaded is left alone: the block only keeps an unused import from starting
+    proc = python(
+        """
+        import sys
+        import sklearn
+        from mnistlab.core import imports
+        with imports.without_unused():
+            import keras
+        print(sys.modules["sklearn"] is sklearn)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True"]
+
+
+@pytest.mark.fast
+def test_a_logged_model_pins_the_running_versions_without_mapping_every_package(tmp_path):
+    # MLflow's requirement check builds a map of every installed distribution (the slow part of
+    # logging a model); the pins are the running versions, so the model is logged without it
+    proc = python(
+        f"""
+        import keras, mlflow, tensorflow as tf
+        from mlflow.utils import requirements_utils
+        from mlflow.utils import environment
+        from mnistlab.tracking.models import log_keras_model
+        check = environment.warn_dependency_requirement_mismatches
+        mlflow.set_tracking_uri("sqlite:///{tmp_path}/mlflow.db")
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        with mlflow.start_run() as run:
+            log_keras_model(model, (4,), 3)
+        print("mapped:", requirements_utils._MODULES_TO_PACKAGES is not None)
+        print("restored:", environment.warn_dependency_requirement_mismatches is check)
+        uri = mlflow.get_logged_model(mlflow.last_logged_model().model_id).artifact_location
+        path = mlflow.artifacts.download_artifacts(uri + "/requirements.txt", dst_path="{tmp_path}")
+        print("pins:", *open(path).read().split())
+        print("expected:", f"mlflow=={{mlflow.__version__}}", f"tensorflow=={{tf.__version__}}",
+              f"keras=={{keras.__version__}}")
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+    assert lines["mapped"] == "False" and lines["restored"] == "True"
+    assert sorted(lines["pins"].split()) == sorted(lines["expected"].split())
+
+
+def test_a_training_run_does_not_import_scikit_learn(tmp_path, mnist_dir, store):
+    # the run's own entry, as `python run.py` starts it: nothing on its path imports scikit-learn
+    proc = python(
+        f"""
+        import os, runpy, sys
+        os.environ.update(MNIST_DIR="{mnist_dir}", MLFLOW_TRACKING_URI="{store}", MNISTLAB_ROOT="{tmp_path}")
+        sys.argv = ["run.py", "model=tiny_cnn", "data.limit=300", "trainer.epochs=1", "trainer.verbose=0"]
+        try:
+            runpy.run_path("{ROOT / "run.py"}", run_name="__main__")
+        finally:
+            print("sklearn imported:", "sklearn" in sys.modules, file=sys.stderr)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sklearn imported: False" in proc.stderr
