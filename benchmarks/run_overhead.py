@@ -116,6 +116,10 @@ def main() -> None:
     def beyond_fit(rows: list[dict[str, float]]) -> list[float]:
         return [sum(v for k, v in r.items() if k != "fit") for r in rows]
 
+    columns = [("single run", singles), ("joblib sweep job", jobs)]
+    if before:
+        other_name = describe(args.against)
+        columns.append((f"single run, `{other_name}`", before))
     lines = [
         f"Machine: {machine()}.",
         "",
@@ -123,21 +127,20 @@ def main() -> None:
         f"as one `-m` sweep over {args.runs} seeds with `hydra/launcher=joblib` (2 workers, reused). Median "
         "(min-max) seconds per phase, from each run's own `time_<phase>_s` metrics.",
         "",
-        "| phase | single run | joblib sweep job |" + (f" single run, `{describe(args.against)}` |" if before else ""),
-        "|---|---|---|" + ("---|" if before else ""),
+        "| phase | " + " | ".join(heading for heading, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
     for phase in PHASES:
         lines.append(
-            f"| {phase} | {cell([r[phase] for r in singles if phase in r])} | "
-            f"{cell([r[phase] for r in jobs if phase in r])} |"
-            + (f" {cell([r[phase] for r in before if phase in r])} |" if before else "")
+            f"| {phase} | " + " | ".join(cell([r[phase] for r in rows if phase in r]) for _, rows in columns) + " |"
         )
     lines += [
-        f"| **beyond fit** (every phase but fit) | **{cell(beyond_fit(singles))}** | **{cell(beyond_fit(jobs))}** |"
-        + (f" **{cell(beyond_fit(before))}** |" if before else ""),
+        "| **beyond fit** (every phase but fit) | "
+        + " | ".join(f"**{cell(beyond_fit(rows))}**" for _, rows in columns)
+        + " |",
         "",
         f"Whole process of a single run, measured outside: {cell(process_walls['mnistlab'])} s"
-        + (f" (`{describe(args.against)}`, alternating with it: {cell(process_walls['against'])} s)" if before else "")
+        + (f" (`{other_name}`, alternating with it: {cell(process_walls['against'])} s)" if before else "")
         + ". The sweep: "
         f"{sweep_wall:.1f} s for {args.runs} jobs ({sweep_wall / args.runs:.1f} s per job, the sweep's own "
         "start and summary included).",

@@ -13,7 +13,7 @@ UNUSED_BY_KERAS = ("sklearn",)
 @contextmanager
 def without_unused() -> Iterator[None]:
     """Import Keras inside this block: ``import keras`` imports scikit-learn when it is installed
-    (MLflow installs it), about 0.5 s of a run's start-up for wrappers no run uses. Inside the
+    (MLflow installs it), a part of a run's start-up spent on wrappers no run uses. Inside the
     block those imports fail, which Keras takes as "not installed"; afterwards they work again, so
     code that does use scikit-learn imports it as usual (and Keras's wrappers then say it is missing)."""
     blocked = [name for name in UNUSED_BY_KERAS if name not in sys.modules]
