@@ -189,3 +189,20 @@ def test_read_idx_single_file(tmp_path):
     labels = np.arange(10, dtype=np.uint8)
     (tmp_path / "l.idx").write_bytes(idx_bytes(labels))
     np.testing.assert_array_equal(read_idx(tmp_path / "l.idx", expected_ndim=1), labels)
+
+
+def test_a_folder_read_again_unchanged_is_not_parsed_again_and_a_changed_file_is(tmp_path):
+    """A reused worker's next job gets the arrays already read and checked; a file rewritten since
+    (a new label here, then a damaged one) is read and checked again."""
+    arrays = synthetic()
+    sums = write_idx_dir(tmp_path, arrays)
+    first = load_mnist(tmp_path, checksums=sums)
+    assert load_mnist(tmp_path, checksums=sums) is first
+    assert not first.x_train.flags.writeable  # shared by later runs: read-only
+    assert load_mnist(tmp_path, checksums=sums, verify=False) is not first  # another request, read anew
+    changed = {**arrays, "y_test": (arrays["y_test"] + 1) % 10}
+    sums = write_idx_dir(tmp_path, changed)
+    np.testing.assert_array_equal(load_mnist(tmp_path, checksums=sums).y_test, changed["y_test"])
+    (tmp_path / (IDX_FILES["y_test"] + ".gz")).write_bytes(gzip.compress(idx_bytes(arrays["y_test"])))
+    with pytest.raises(DataError, match="SHA-256"):
+        load_mnist(tmp_path, checksums=sums)

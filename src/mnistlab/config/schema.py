@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 from mnistlab.config.fields import MAX_COUNT, rule
 from mnistlab.data.registry import DATASETS
 
-PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+POLICIES = ("float32", "mixed_bfloat16")  # Keras dtype policies a run can train in
+PRECISIONS = (*POLICIES, "auto")
 #: Keras layers whose ``rate`` is a dropout probability, checked to be in [0, 1)
 DROPOUT_LAYERS = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "AlphaDropout")
 VERBOSE_CHOICES = ("auto", 0, 1, 2)
@@ -40,6 +41,7 @@ class ModelConfig:
     name: str = "model"
     layers: List[Dict[str, Any]] = field(default_factory=list)
     max_params: int = rule(50_000_000, ge=1)  # larger models are refused before anything is built
+    auto_precision: str = rule("mixed_bfloat16", choices=POLICIES)  # trainer.precision=auto's pick on bf16 hardware
 
 
 @dataclass
@@ -50,7 +52,7 @@ class TrainerConfig:
     steps_per_execution: int = rule(1, ge=1, le=MAX_COUNT)
     jit_compile: bool = False
     threads: Any = "auto"  # "auto" or an integer >= 1 (validation checks it)
-    precision: str = rule("float32", choices=PRECISIONS)
+    precision: str = rule("auto", choices=PRECISIONS)
 
 
 @dataclass

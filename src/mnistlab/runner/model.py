@@ -54,7 +54,7 @@ def build(cfg: DictConfig, data: Dataset, parallel_jobs: int) -> Built:
     threads = runtime.resolve_threads(cfg.trainer.threads, parallel_jobs)
     runtime.set_threads(threads)  # before the first TensorFlow op
     runtime.seed_everything(cfg.seed)
-    precision = runtime.resolve_precision(cfg.trainer.precision)
+    precision = runtime.resolve_precision(cfg.trainer.precision, cfg.model.auto_precision)
     runtime.set_precision(precision)
     model = build_model(cfg.model.name, cfg.model.layers, data.input_shape, data.num_classes)
     trainee = with_augmentation(model, cfg.data.augment, cfg.seed)

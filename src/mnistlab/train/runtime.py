@@ -70,28 +70,38 @@ def set_threads(threads: int) -> None:
 
 def resolve_precision(
     precision: str,
+    model_choice: str = "mixed_bfloat16",
     cpu_flags: Collection[str] | None = None,
     gpu_capabilities: Collection[tuple[int, int]] | None = None,
 ) -> str:
-    """``auto``: bfloat16 compute only where the hardware does it natively; emulated, it gains nothing.
+    """``auto``: ``model_choice`` (the model's ``auto_precision``) where the hardware computes
+    bfloat16 natively, float32 elsewhere: emulated, bfloat16 gains nothing. A model whose layers
+    are too small to gain (tiny_cnn ran slower in bfloat16) chooses float32 everywhere.
     Training runs on the first GPU when TensorFlow sees one (bfloat16 from compute capability 8.0,
     Ampere), else on the CPU (AMX or AVX512-BF16). ``cpu_flags`` and ``gpu_capabilities``: this
     machine's by default (/proc/cpuinfo, TensorFlow's device details)."""
     if precision != "auto":
         return precision
+    return model_choice if native_bfloat16(cpu_flags, gpu_capabilities) else "float32"
+
+
+def native_bfloat16(
+    cpu_flags: Collection[str] | None = None, gpu_capabilities: Collection[tuple[int, int]] | None = None
+) -> bool:
+    """Whether the device that trains computes bfloat16 in hardware."""
     if gpu_capabilities is None:
         gpu_capabilities = [
             tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0)
             for gpu in tf.config.list_physical_devices("GPU")
         ]
     if gpu_capabilities:
-        return "mixed_bfloat16" if tuple(next(iter(gpu_capabilities))) >= BF16_GPU_CAPABILITY else "float32"
+        return tuple(next(iter(gpu_capabilities))) >= BF16_GPU_CAPABILITY
     if cpu_flags is None:
         try:
             cpu_flags = set(Path("/proc/cpuinfo").read_text().split())
         except OSError:  # not Linux: no way to tell
             cpu_flags = set()
-    return "mixed_bfloat16" if any(flag in cpu_flags for flag in BF16_CPU_FLAGS) else "float32"
+    return any(flag in cpu_flags for flag in BF16_CPU_FLAGS)
 
 
 def set_precision(policy: str) -> None:
