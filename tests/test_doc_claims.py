@@ -839,13 +839,19 @@ def test_the_speed_conclusions_the_docs_draw_are_results_mds():
     for model, speedup, tie in verdicts:
         picks = yaml.safe_load((ROOT / "conf" / "model" / f"{model}.yaml").read_text())["auto_precision"]
         assert (picks == "mixed_bfloat16") == (float(speedup) > 1 and tie == "tied"), model
-    # steps_per_execution: within the run-to-run noise (each median inside the other's spread)
-    spe = table_rows(results_section("steps_per_execution"), "| batch | steps per execution |")
-    for batch in {row[0] for row in spe}:
-        (one, many) = [row for row in spe if row[0] == batch]
-        runs = [float(x.split()[0]) for x in one[2].split(", ")]
-        assert min(runs) <= float(many[3].split()[0]) <= max(runs), batch
-    assert "takes twice as long" in results_section("steps_per_execution")
+    # steps_per_execution: 32, the default, is faster for the small models at batch 32 in the median of
+    # the paired ratios, and slower in every pair for no case (performance.md: "large ones no slower")
+    spe = table_rows(results_section("steps_per_execution"), "| model | batch |")
+    assert yaml.safe_load((ROOT / "conf" / "trainer" / "default.yaml").read_text())["steps_per_execution"] == 32
+    ratio = r"\*\*([\d.]+)\*\* \(([\d.]+)-([\d.]+)\)"
+    ratios = {(row[0].strip("`"), row[1]): re.fullmatch(ratio, row[4]) for row in spe}
+    assert {model for model, batch in ratios if batch == "32"} >= {"tiny_cnn", "mlp12", "dense", "cnn"}
+    for (model, batch), found in ratios.items():
+        median, low, _ = map(float, found.groups())
+        assert low <= 1.0, (model, batch)
+        if batch == "32" and model != "cnn":
+            assert median < 0.9, model
+    assert "slow phases" in results_section("steps_per_execution")
     assert "takes up to twice as long" in flat("docs/explanation/performance.md")
     # two jobs at once on two cores gain little; another thread count changed one of nine accuracies
     sweep = results_section("sweep_speed")

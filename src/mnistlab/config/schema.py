@@ -49,7 +49,7 @@ class TrainerConfig:
     epochs: int = rule(5, ge=1, le=MAX_COUNT)
     batch_size: int = rule(128, ge=1, le=MAX_COUNT)
     verbose: Any = rule("auto", choices=VERBOSE_CHOICES)
-    steps_per_execution: int = rule(1, ge=1, le=MAX_COUNT)
+    steps_per_execution: int = rule(32, ge=1, le=MAX_COUNT)
     jit_compile: bool = False
     threads: Any = "auto"  # "auto" or an integer >= 1 (validation checks it)
     precision: str = rule("auto", choices=PRECISIONS)

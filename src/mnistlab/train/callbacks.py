@@ -61,7 +61,7 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
             raise TrainingDiverged(
                 f"training diverged: loss is {float(loss)} at epoch {self._epoch + 1}, "
-                f"batch {batch + 1}; try a lower optimizer.lr (it is {learning_rate(self.model):g})"
+                f"by batch {batch + 1}; try a lower optimizer.lr (it is {learning_rate(self.model):g})"
             )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
