@@ -1,7 +1,7 @@
 """The published baselines written by hand in plain Keras: the reference run.py is timed against.
 
-Same data split, layers, optimizer (Keras's defaults), loss, epochs, batch size and seed as the
-matching preset; no Hydra, no MLflow, no mnistlab callbacks. Only the IDX parsing is borrowed
+Same data split, layers, optimizer (Keras's defaults unless --lr), loss, epochs, batch size and
+seed as the matching preset; no Hydra, no MLflow, no mnistlab callbacks. Only the IDX parsing is borrowed
 from mnistlab (the same arrays, so the same data). Prints one JSON line: test accuracy, the time
 of every epoch (validation included, as run.py's epoch_time_s) and the start-up costs.
 
@@ -44,6 +44,21 @@ def model(name: str) -> list:
             L.Flatten(),
             L.Dense(128, activation="relu"),
         ],
+        "cnn_bn": lambda: [
+            L.Conv2D(32, 3, use_bias=False),
+            L.BatchNormalization(),
+            L.ReLU(),
+            L.MaxPooling2D(2),
+            L.Conv2D(64, 3, use_bias=False),
+            L.BatchNormalization(),
+            L.ReLU(),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(128, use_bias=False),
+            L.BatchNormalization(),
+            L.ReLU(),
+            L.Dropout(0.3),
+        ],
         "dense": lambda: [L.Flatten(), L.Dense(512, activation="relu"), L.Dense(512, activation="relu")],
         "dense512": lambda: [L.Flatten(), L.Dense(512, activation="relu")],
         "mlp12": lambda: [
@@ -72,20 +87,45 @@ parser.add_argument("--batch-size", type=int, default=128)
 parser.add_argument("--seed", type=int, default=42)
 parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
 parser.add_argument("--val-split", type=float, default=0.1, help="as data.val_split: 0 trains on all 60,000 images")
+parser.add_argument("--lr", type=float, help="learning rate (the peak of --schedule onecycle); unset: Keras's default")
+parser.add_argument("--schedule", default="constant", choices=["constant", "onecycle"])
+parser.add_argument("--label-smoothing", type=float, default=0.0)
 args = parser.parse_args()
 
 raw = load_mnist(os.environ["MNIST_DIR"])
 data = prepare(raw, val_split=args.val_split, limit=None, encoding="integer")
 y_train, y_val, y_test = data.y_train, data.y_val, data.y_test
 loss = "sparse_categorical_crossentropy"
-if args.loss == "mse":
+if args.loss == "mse" or args.label_smoothing:  # Keras smooths one-hot labels only
     y_train, y_val, y_test = (keras.utils.to_categorical(y, 10) for y in (y_train, y_val, y_test))
-    loss = "mean_squared_error"
+    loss = (
+        keras.losses.CategoricalCrossentropy(label_smoothing=args.label_smoothing)
+        if args.loss == "crossentropy"
+        else "mean_squared_error"
+    )
+
+
+def learning_rate(steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """One cycle as Keras writes it: a linear warmup over 30% of the steps from lr / 25 up to lr,
+    then a cosine down to lr / 250,000."""
+    if args.schedule == "constant":
+        return args.lr
+    warmup = round(0.3 * steps)
+    return keras.optimizers.schedules.CosineDecay(
+        args.lr / 25, decay_steps=steps - warmup, alpha=1 / 250_000, warmup_target=args.lr, warmup_steps=warmup
+    )
+
 
 keras.utils.set_random_seed(args.seed)
 keras.mixed_precision.set_global_policy(args.precision)
 net = keras.Sequential([keras.Input((28, 28, 1)), *model(args.model)])
-net.compile(optimizer=args.optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
+optimizer = args.optimizer
+if args.lr is not None:
+    steps = -(-len(data.x_train) // args.batch_size) * args.epochs
+    optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}[
+        args.optimizer
+    ](learning_rate=learning_rate(steps))
+net.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=False)
 timer = EpochTimes()
 fit_start = time.perf_counter()
 history = net.fit(

@@ -820,6 +820,18 @@ def test_performance_md_lists_every_benchmark_script_and_each_answers_help():
         assert proc.returncode == 0 and "usage:" in proc.stdout, (name, proc.stderr[-2000:])
 
 
+def test_the_fast_preset_trains_the_epochs_validation_chose():
+    """experiment=fast's epochs are the fewest whose mean val_accuracy reached 99.1% in
+    time_to_accuracy.py's selection (RESULTS.md), and it then trains on every image."""
+    section = results_section("time_to_accuracy")
+    candidates = {int(row[0]): float(row[2].split("%")[0]) for row in table_rows(section, "| trainer.epochs |")}
+    reaching = [epochs for epochs, mean in candidates.items() if mean >= 99.1]
+    preset = yaml.safe_load((ROOT / "experiments" / "fast.yaml").read_text())
+    assert preset["trainer"]["epochs"] == (min(reaching) if reaching else max(candidates))
+    assert preset["data"]["val_split"] == 0.0
+    assert re.search(r"- run\.py: test accuracy [\d.]+% ± [\d.]+ \(lowest seed [\d.]+%\): accuracy target met", section)
+
+
 def test_the_speed_conclusions_the_docs_draw_are_results_mds():
     """performance.md, configure.md, sweeps.md, reproducibility.md, shared-study.md and
     tracking-server.md state conclusions and link benchmarks/RESULTS.md for the numbers."""
