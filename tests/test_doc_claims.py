@@ -865,12 +865,13 @@ def test_the_speed_conclusions_the_docs_draw_are_results_mds():
             assert median < 0.9, model
     assert "slow phases" in results_section("steps_per_execution")
     assert "takes up to twice as long" in flat("docs/explanation/performance.md")
-    # two jobs at once on two cores gain little; another thread count changed one of nine accuracies
+    # two jobs at once on two cores gain less than a third; another thread count changed some accuracies
     sweep = results_section("sweep_speed")
     speedups = [float(row[2].rstrip("x")) for row in table_rows(sweep, "| launcher |")]
     assert speedups[0] == 1.0 and all(s < 1.3 for s in speedups)
-    assert "8 of 9 test accuracies are identical" in sweep
-    assert "changed one of nine test accuracies" in flat("docs/explanation/reproducibility.md")
+    identical = re.search(r"(\d) of 9 test accuracies are identical", sweep)
+    assert identical and int(identical.group(1)) < 9
+    assert "changed some of nine test accuracies" in flat("docs/explanation/reproducibility.md")
     # a shared study: three workers beat one; the server's backend matters little
     scale = results_section("scale_out")
     workers = {row[0]: float(row[3].rstrip("x")) for row in table_rows(scale, "| workers |")}
