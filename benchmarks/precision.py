@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from results import Store as ProjectStore
 from results import bf16_hardware, machine, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,25 +45,11 @@ PRECISIONS = ["float32", "mixed_bfloat16"]
 SEEDS = "1,2,3,4,5"
 
 
-class Store:
+class Store(ProjectStore):
     def __init__(self, folder: Path, max_isa: str | None = None) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.uri = folder, f"sqlite:///{folder.resolve() / 'mlflow.db'}"
-        self.env = {**os.environ, "MNISTLAB_ROOT": str(folder.resolve()), "MLFLOW_TRACKING_URI": self.uri}
+        super().__init__(folder)
         if max_isa:
             self.env["ONEDNN_MAX_CPU_ISA"] = max_isa
-
-    @property
-    def client(self):
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(tracking_uri=self.uri)
-
-    def experiment_id(self) -> str | None:
-        if not (self.folder / "mlflow.db").exists():
-            return None
-        experiment = self.client.get_experiment_by_name("mnistlab")
-        return experiment.experiment_id if experiment else None
 
     def finished_sweep(self, model: str) -> str | None:
         experiment = self.experiment_id()

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from results import Store as ProjectStore
 from results import machine, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,18 +73,10 @@ PROCEDURE = (
 )
 
 
-class Store:
+class Store(ProjectStore):
     def __init__(self, folder: Path, quick: bool = False) -> None:
+        super().__init__(folder)
         self.quick = ["data.limit=300", "trainer.epochs=1", "tracking.log_model=false"] if quick else []
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.uri = folder, f"sqlite:///{folder.resolve() / 'mlflow.db'}"
-        self.env = {**os.environ, "MNISTLAB_ROOT": str(folder.resolve()), "MLFLOW_TRACKING_URI": self.uri}
-
-    @property
-    def client(self):
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(tracking_uri=self.uri)
 
     def sweep(self, name: str, overrides: list[str], rerun: bool) -> str:
         """The id of sweep ``name`` (tag replicates.step): run it unless it already finished."""

@@ -38,6 +38,29 @@ def bf16_hardware() -> str:
     return " and ".join(found) if found else "none (bfloat16 is emulated)"
 
 
+class Store:
+    """A benchmark's throw-away mnistlab project: ``folder`` holds its mlflow.db and outputs, ``env``
+    points run.py at them."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.uri = folder, f"sqlite:///{folder.resolve() / 'mlflow.db'}"
+        self.env = {**os.environ, "MNISTLAB_ROOT": str(folder.resolve()), "MLFLOW_TRACKING_URI": self.uri}
+
+    @property
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri)
+
+    def experiment_id(self) -> str | None:
+        """The id of the runs' experiment, or None before the first run created it."""
+        if not (self.folder / "mlflow.db").exists():
+            return None
+        experiment = self.client.get_experiment_by_name("mnistlab")
+        return experiment.experiment_id if experiment else None
+
+
 def write_section(name: str, title: str, body: str) -> None:
     """Replace section ``name`` of RESULTS.md, keeping the sections other scripts wrote."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

@@ -25,14 +25,13 @@ import statistics
 import sys
 from pathlib import Path
 
-from baselines_speed import ROOT, per_epoch, run
-from results import bf16_hardware, machine, write_section
-
-sys.path.insert(0, str(ROOT / "src"))
-
+from baselines_speed import per_epoch, run
 from mnistlab.reports import comparison
 from mnistlab.tracking.parents import runs_filter
 from mnistlab.tracking.reading import find_runs
+from mnistlab.train.runtime import resolve_precision
+from results import Store as ProjectStore
+from results import bf16_hardware, machine, write_section
 
 PRESET = "experiment=fast"
 CANDIDATE_EPOCHS = (2, 3)
@@ -42,28 +41,16 @@ TEST_TARGET, SEED_FLOOR, WALL_TARGET = 0.990, 0.989, 60.0
 SEEDS = (1, 2, 3)
 
 
-class Store:
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.uri = f"sqlite:///{folder.resolve() / 'mlflow.db'}"
-        self.env = {**os.environ, "MNISTLAB_ROOT": str(folder.resolve()), "MLFLOW_TRACKING_URI": self.uri}
-
-    @property
-    def client(self):
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(tracking_uri=self.uri)
-
-    def experiment(self) -> str:
-        return self.client.get_experiment_by_name("mnistlab").experiment_id
-
+class Store(ProjectStore):
     def config(self, *overrides: str) -> dict:
         import yaml
 
         return yaml.safe_load(run([sys.executable, "run.py", PRESET, *overrides, "--cfg", "job"], self.env)[1])
 
     def latest_run(self):
-        return self.client.search_runs([self.experiment()], order_by=["attributes.start_time DESC"], max_results=1)[0]
+        return self.client.search_runs([self.experiment_id()], order_by=["attributes.start_time DESC"], max_results=1)[
+            0
+        ]
 
 
 def select(store: Store) -> tuple[int, list[str]]:
@@ -75,7 +62,7 @@ def select(store: Store) -> tuple[int, list[str]]:
     if parent is None:  # a selection that finished in this store is read back, not run again
         run([sys.executable, "run.py", "-m", *overrides, "trainer.verbose=0", "tracking.log_model=false"], store.env)
         parent = finished_sweep(store)
-    rows = find_runs(store.client, [store.experiment()], runs_filter(parent.data.tags["sweep_id"]))
+    rows = find_runs(store.client, [store.experiment_id()], runs_filter(parent.data.tags["sweep_id"]))
     report = comparison.Report([r for r in rows if r.seed is not None], metric="val_accuracy")
     by_epochs = {epochs_of(g.runs[0]): g for g in report.groups}
     lines = ["| trainer.epochs | seeds | final val_accuracy, mean ± sd | per seed |", "|---|---|---|---|"]
@@ -90,10 +77,11 @@ def select(store: Store) -> tuple[int, list[str]]:
 
 def finished_sweep(store: Store):
     """The store's last selection sweep that finished, or None."""
-    if store.client.get_experiment_by_name("mnistlab") is None:
+    experiment = store.experiment_id()
+    if experiment is None:
         return None
     found = store.client.search_runs(
-        [store.experiment()],
+        [experiment],
         "tags.`mnistlab.role` = 'sweep' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
@@ -136,6 +124,7 @@ def peer_args(cfg: dict, seed: int, precision: str) -> list[str]:
 
 
 def time_runs(store: Store, cfg: dict) -> list[dict]:
+    precision = resolve_precision(cfg["trainer"]["precision"], cfg["model"]["auto_precision"])  # run.py's rule
     rows = []
     for i, seed in enumerate(SEEDS):
         row: dict = {"seed": seed}
@@ -151,12 +140,9 @@ def time_runs(store: Store, cfg: dict) -> list[dict]:
                     "fit": found.data.metrics["time_fit_s"],
                 }
                 row["precision"] = found.data.params["trainer.precision_used"]
+                if row["precision"] != precision:
+                    sys.exit(f"run.py trained in {row['precision']}, the peer in {precision}")
             else:
-                precision = row.get("precision") or store.config()["trainer"]["precision"]
-                if precision == "auto":  # the peer goes first: run.py's rule, asked without training
-                    from mnistlab.train.runtime import resolve_precision
-
-                    precision = resolve_precision("auto")
                 wall, out = run(peer_args(cfg, seed, precision), dict(os.environ))
                 result = json.loads(out.strip().splitlines()[-1])
                 row["plain"] = {
