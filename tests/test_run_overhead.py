@@ -86,8 +86,9 @@ def test_a_logged_model_pins_the_running_versions_without_mapping_every_package(
     assert sorted(lines["pins"].split()) == sorted(lines["expected"].split())
 
 
-def test_a_training_run_does_not_import_scikit_learn(tmp_path, mnist_dir, store):
-    # the run's own entry, as `python run.py` starts it: nothing on its path imports scikit-learn
+def test_a_training_run_imports_neither_scikit_learn_nor_scipy_stats(tmp_path, mnist_dir, store):
+    # the run's own entry, as `python run.py` starts it: nothing on its path imports scikit-learn,
+    # nor scipy.stats (a second of start-up; one run's interval is reports.proportion's)
     proc = python(
         f"""
         import os, runpy, sys
@@ -97,8 +98,10 @@ def test_a_training_run_does_not_import_scikit_learn(tmp_path, mnist_dir, store)
             runpy.run_path("{ROOT / "run.py"}", run_name="__main__")
         finally:
             print("sklearn imported:", "sklearn" in sys.modules, file=sys.stderr)
+            print("scipy.stats imported:", "scipy.stats" in sys.modules, file=sys.stderr)
         """,
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sklearn imported: False" in proc.stderr
+    assert "scipy.stats imported: False" in proc.stderr

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mnistlab.reports import statistics
+from mnistlab.reports.proportion import wilson_interval
 
 PREDICTIONS_ARTIFACT = "predictions/test.parquet"
 
@@ -61,7 +61,7 @@ class TestReport:
 
     def metrics(self) -> dict[str, float]:
         """The accuracy's 95% Wilson interval and each class's recall, as MLflow metrics."""
-        low, high = statistics.wilson_interval(self.correct, self.total)
+        low, high = wilson_interval(self.correct, self.total)
         recalls = {f"test_recall_{row['class']}": row["recall"] for row in self.per_class()}
         return {"test_accuracy_ci_low": low, "test_accuracy_ci_high": high, **recalls}
 

@@ -13,13 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-LEVEL = 0.95  # every interval here is a 95% one
+from mnistlab.reports.proportion import LEVEL, wilson_interval
 
-
-def wilson_interval(correct: int, total: int, level: float = LEVEL) -> tuple[float, float]:
-    """The Wilson score interval of an accuracy of ``correct`` out of ``total`` (one run's test set)."""
-    ci = stats.binomtest(correct, total).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
+__all__ = ["LEVEL", "wilson_interval"]  # and the tests below; one run's interval lives in reports.proportion
 
 
 def mean_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
