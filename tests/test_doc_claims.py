@@ -835,14 +835,10 @@ def test_the_fast_preset_trains_the_epochs_validation_chose():
 def test_the_speed_conclusions_the_docs_draw_are_results_mds():
     """performance.md, configure.md, sweeps.md, reproducibility.md, shared-study.md and
     tracking-server.md state conclusions and link benchmarks/RESULTS.md for the numbers."""
-    # run.py costs no more than the noise of the training it records (plain Keras alongside)
-    ratio = re.search(r"fastest epochs: median ([\d.]+)", results_section("baselines_speed")).group(1)
-    assert 0.95 <= float(ratio) <= 1.05
-    # without bfloat16 hardware (AMD EPYC), mixed_bfloat16 was slower for every model measured
-    precision = results_section("baselines_speed").split("### trainer.precision")[1]
-    times = {(m, p): [float(x) for x in s.split(", ")] for m, p, s, _ in table_rows(precision, "| model | precision |")}
-    for model in {m for m, _ in times}:
-        assert all(b > f for b, f in zip(times[(model, "mixed_bfloat16")], times[(model, "float32")])), model
+    # with 32 steps per call, run.py's epochs beat the hand-written fit() for the small models at batch 32
+    baselines = {row[0].strip("`"): row for row in table_rows(results_section("baselines_speed"), "| preset |")}
+    for preset in ("baseline_mlp12", "baseline_tiny_cnn", "baseline_dense512x2"):
+        assert float(re.match(r"\*\*([\d.]+)\*\*", baselines[preset][4]).group(1)) < 0.9, preset
     # with it (AMX), trainer.precision=auto picks bfloat16 for a model exactly where it ran faster, tied
     verdicts = re.findall(
         r"- `(\w+)`: mixed_bfloat16 runs an epoch ([\d.]+)x .*?, (tied|NOT tied) \(Welch", results_section("precision")
