@@ -836,9 +836,15 @@ def test_the_speed_conclusions_the_docs_draw_are_results_mds():
     """performance.md, configure.md, sweeps.md, reproducibility.md, shared-study.md and
     tracking-server.md state conclusions and link benchmarks/RESULTS.md for the numbers."""
     # with 32 steps per call, run.py's epochs beat the hand-written fit() for the small models at batch 32
-    baselines = {row[0].strip("`"): row for row in table_rows(results_section("baselines_speed"), "| preset |")}
+    per_epoch = {
+        row[0].strip("`"): float(re.match(r"\*\*([\d.]+)\*\*", row[4]).group(1))
+        for row in table_rows(results_section("baselines_speed"), "| preset |")
+    }
     for preset in ("baseline_mlp12", "baseline_tiny_cnn", "baseline_dense512x2"):
-        assert float(re.match(r"\*\*([\d.]+)\*\*", baselines[preset][4]).group(1)) < 0.9, preset
+        assert per_epoch[preset] < 0.9, preset
+    # and performance.md admits that conv64's are still slower than by hand
+    assert per_epoch["baseline_conv64"] > 1.0
+    assert "`baseline_conv64`'s epochs are still slower than by hand" in flat("docs/explanation/performance.md")
     # with it (AMX), trainer.precision=auto picks bfloat16 for a model exactly where it ran faster, tied
     verdicts = re.findall(
         r"- `(\w+)`: mixed_bfloat16 runs an epoch ([\d.]+)x .*?, (tied|NOT tied) \(Welch", results_section("precision")

@@ -1,7 +1,8 @@
 """The statistics behind every comparison: intervals for one run and for replicate seeds, the tests
 between configurations, and the correction for testing several at once.
 
-Numbers in, numbers out (no MLflow, no Keras); the distributions and tests are scipy.stats's.
+Numbers in, numbers out (no MLflow, no Keras); the distributions and tests are scipy.stats's
+(one run's Wilson interval is reports.proportion's closed form).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from mnistlab.reports.proportion import LEVEL, wilson_interval
-
-__all__ = ["LEVEL", "wilson_interval"]  # and the tests below; one run's interval lives in reports.proportion
+# one run's interval is computed without scipy (a run imports it); the comparisons take it from here
+from mnistlab.reports.proportion import LEVEL, wilson_interval  # noqa: F401
 
 
 def mean_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
