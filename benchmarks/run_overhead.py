@@ -9,6 +9,10 @@ training is a small part of it on purpose); the sweep is one ``-m`` over ``--run
 ``hydra/launcher=joblib`` (2 workers). The table gives each phase's median and range, and the
 whole process's wall time as the user waits for it, measured outside.
 
+The same run written by hand (``plain_keras.py --model tiny_cnn --limit 1000 --epochs 1``) alternates
+with each single run: what the user waits for beyond ``fit()`` either way, and the difference, which
+is what the framework adds (importing TensorFlow, reading the data and testing are paid by both).
+
 ``--against CHECKOUT`` also runs each single run with another checkout of mnistlab (its own
 ``.venv`` when it has one), alternating with this one, for a before/after in one invocation:
 
@@ -18,6 +22,7 @@ whole process's wall time as the user waits for it, measured outside.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -31,15 +36,19 @@ from results import machine, write_section
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["model=tiny_cnn", "data.limit=1000", "trainer.epochs=1", "trainer.verbose=0"]
 PHASES = ("startup", "data", "imports", "store", "build", "record", "fit", "test", "log")
+PLAIN = ["--model", "tiny_cnn", "--limit", "1000", "--epochs", "1", "--batch-size", "128"]  # RUN, by hand
+PLAIN_PHASES = {"imports": "import_time_s", "data": "data_time_s", "fit": "train_time_s", "test": "test_time_s"}
 
 
 def phases_of(store: str, experiment_name: str) -> list[dict[str, float]]:
     """Each finished training run's ``time_<phase>_s`` metrics, as {phase: seconds} (a sweep's
-    parent run has none)."""
+    parent run has none), in the order the runs started."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=store)
-    runs = client.search_runs([client.get_experiment_by_name(experiment_name).experiment_id])
+    runs = client.search_runs(
+        [client.get_experiment_by_name(experiment_name).experiment_id], order_by=["attributes.start_time ASC"]
+    )
     return [
         {p: r.data.metrics[f"time_{p}_s"] for p in PHASES if f"time_{p}_s" in r.data.metrics}
         for r in runs
@@ -75,20 +84,26 @@ def main() -> None:
             other = args.against.resolve()
             venv = other / ".venv" / "bin" / "python"
             sides.append((other, str(venv) if venv.exists() else sys.executable, "against"))
+        sides.append((ROOT, sys.executable, "plain"))
         process_walls: dict[str, list[float]] = {name: [] for _, _, name in sides}
+        plain: list[dict[str, float]] = []
         for seed in range(1, args.runs + 1):
             for folder, python, name in sides if seed % 2 else sides[::-1]:  # alternating which goes first
+                command = (
+                    [python, "benchmarks/plain_keras.py", *PLAIN, f"--seed={seed}"]
+                    if name == "plain"
+                    else [python, "run.py", *RUN, f"seed={seed}", f"tracking.experiment={name}"]
+                )
                 start = time.perf_counter()
                 proc = subprocess.run(
-                    [python, "run.py", *RUN, f"seed={seed}", f"tracking.experiment={name}"],
-                    cwd=folder,
-                    env={**env, "MNISTLAB_ROOT": f"{tmp}/{name}"},
-                    capture_output=True,
-                    text=True,
+                    command, cwd=folder, env={**env, "MNISTLAB_ROOT": f"{tmp}/{name}"}, capture_output=True, text=True
                 )
                 process_walls[name].append(time.perf_counter() - start)
                 if proc.returncode:
                     sys.exit(proc.stderr[-2000:])
+                if name == "plain":
+                    printed = json.loads(proc.stdout.strip().splitlines()[-1])
+                    plain.append({phase: printed[key] for phase, key in PLAIN_PHASES.items()})
         singles = phases_of(store, "mnistlab")
         before = phases_of(store, "against") if args.against else []
         start = time.perf_counter()
@@ -116,10 +131,14 @@ def main() -> None:
     def beyond_fit(rows: list[dict[str, float]]) -> list[float]:
         return [sum(v for k, v in r.items() if k != "fit") for r in rows]
 
-    columns = [("single run", singles), ("joblib sweep job", jobs)]
+    columns = [("single run", singles, "mnistlab"), ("joblib sweep job", jobs, None)]
     if before:
         other_name = describe(args.against)
-        columns.append((f"single run, `{other_name}`", before))
+        columns.append((f"single run, `{other_name}`", before, "against"))
+    columns.append(("the same run by hand (plain Keras)", plain, "plain"))
+    # what the user waits for beyond fit(), measured outside the process (start-up and exit included)
+    waited = {name: [w - r["fit"] for w, r in zip(process_walls[name], rows)] for _, rows, name in columns if name}
+    added = [a - b for a, b in zip(waited["mnistlab"], waited["plain"])]  # each seed's two runs, side by side
     lines = [
         f"Machine: {machine()}.",
         "",
@@ -127,21 +146,26 @@ def main() -> None:
         f"as one `-m` sweep over {args.runs} seeds with `hydra/launcher=joblib` (2 workers, reused). Median "
         "(min-max) seconds per phase, from each run's own `time_<phase>_s` metrics.",
         "",
-        "| phase | " + " | ".join(heading for heading, _ in columns) + " |",
+        "| phase | " + " | ".join(heading for heading, _, _ in columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
     for phase in PHASES:
         lines.append(
-            f"| {phase} | " + " | ".join(cell([r[phase] for r in rows if phase in r]) for _, rows in columns) + " |"
+            f"| {phase} | " + " | ".join(cell([r[phase] for r in rows if phase in r]) for _, rows, _ in columns) + " |"
         )
     lines += [
         "| **beyond fit** (every phase but fit) | "
-        + " | ".join(f"**{cell(beyond_fit(rows))}**" for _, rows in columns)
+        + " | ".join("-" if name == "plain" else f"**{cell(beyond_fit(rows))}**" for _, rows, name in columns)
+        + " |",
+        "| **whole process minus fit** (measured outside) | "
+        + " | ".join(f"**{cell(waited[name])}**" if name else "-" for _, _, name in columns)
         + " |",
         "",
         f"Whole process of a single run, measured outside: {cell(process_walls['mnistlab'])} s"
         + (f" (`{other_name}`, alternating with it: {cell(process_walls['against'])} s)" if before else "")
-        + ". The sweep: "
+        + f"; by hand: {cell(process_walls['plain'])} s. Beyond fit(), **run.py adds {cell(added)} s** to what "
+        "the hand-written run pays (each seed's two runs paired; TensorFlow's import, the data and the test "
+        "predictions are paid by both). The sweep: "
         f"{sweep_wall:.1f} s for {args.runs} jobs ({sweep_wall / args.runs:.1f} s per job, the sweep's own "
         "start and summary included).",
     ]

@@ -91,17 +91,56 @@ def test_a_training_run_imports_neither_scikit_learn_nor_scipy_stats(tmp_path, m
     # nor scipy.stats (a second of start-up; one run's interval is reports.proportion's)
     proc = python(
         f"""
-        import os, runpy, sys
+        import atexit, os, runpy, sys
         os.environ.update(MNIST_DIR="{mnist_dir}", MLFLOW_TRACKING_URI="{store}", MNISTLAB_ROOT="{tmp_path}")
         sys.argv = ["run.py", "model=tiny_cnn", "data.limit=300", "trainer.epochs=1", "trainer.verbose=0"]
-        try:
-            runpy.run_path("{ROOT / "run.py"}", run_name="__main__")
-        finally:
+
+        @atexit.register  # run.py ends in exit_now(), which still runs the atexit handlers
+        def report():
             print("sklearn imported:", "sklearn" in sys.modules, file=sys.stderr)
             print("scipy.stats imported:", "scipy.stats" in sys.modules, file=sys.stderr)
+
+        runpy.run_path("{ROOT / "run.py"}", run_name="__main__")
         """,
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sklearn imported: False" in proc.stderr
     assert "scipy.stats imported: False" in proc.stderr
+
+
+@pytest.mark.fast
+def test_exit_now_finishes_every_write_python_would_before_it_skips_the_teardown(tmp_path):
+    # run.py's last step: what Python's shutdown does before the interpreter's teardown must still
+    # happen (threads joined, executors drained, atexit handlers, logging's files, buffered stdout)
+    proc = python(
+        """
+        import atexit, concurrent.futures, logging, pathlib, threading, time
+        from mnistlab.core.exits import exit_now
+
+        def write_late(name):
+            time.sleep(0.3)
+            pathlib.Path(name).write_text("done")
+
+        threading.Thread(target=write_late, args=("thread.txt",)).start()
+        concurrent.futures.ThreadPoolExecutor(1).submit(write_late, "executor.txt")
+        atexit.register(pathlib.Path("atexit.txt").write_text, "done")
+        handler = logging.FileHandler("run.log", delay=True)
+        logging.getLogger("job").addHandler(handler)
+        logging.getLogger("job").warning("the last record")
+        print("buffered, never flushed by hand")
+
+        class Teardown:  # freed only by the interpreter's teardown, which exit_now skips
+            def __del__(self):
+                print("teardown ran")
+
+        keep = Teardown()
+        exit_now(3)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["buffered, never flushed by hand"]
+    for name in ("thread.txt", "executor.txt", "atexit.txt"):
+        assert (tmp_path / name).read_text() == "done", name
+    assert (tmp_path / "run.log").read_text() == "the last record\n"
