@@ -707,8 +707,9 @@ def test_the_numbers_the_code_holds_are_the_ones_the_docs_give():
 
     from mnistlab.config.groups import group_id
     from mnistlab.data import images
-    from mnistlab.reports import figures, statistics
+    from mnistlab.reports import statistics
     from mnistlab.reports.comparison import SHORT_ID
+    from mnistlab.reports.evaluation import Misclassified
     from mnistlab.sweeps import optuna_adapter
     from mnistlab.tracking import safe, server
 
@@ -720,7 +721,7 @@ def test_the_numbers_the_code_holds_are_the_ones_the_docs_give():
     assert default(statistics.paired_bootstrap_interval, "resamples") == 9_999
     assert "(9,999 resamples of the test images" in comparing
     assert len(group_id({"model.name": "cnn"})) == 12 and "a 12-character hash" in comparing
-    assert default(figures.misclassified_figure, "limit") == 64 and "the first 64 misclassified" in comparing
+    assert default(Misclassified.of, "limit") == 64 and "the first 64 misclassified" in comparing
     # run ids cut to 8 characters on a terminal (test_statistics.py checks the table), and --pair's prefix
     assert SHORT_ID == 8 and "shortened to 8 characters" in flat("docs/tutorial/compare.md")
     assert "a unique prefix of at least 6 characters" in comparing

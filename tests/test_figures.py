@@ -8,6 +8,7 @@ import pytest
 from matplotlib.text import Text
 
 from mnistlab.reports import figures
+from mnistlab.reports.evaluation import Misclassified
 
 pytestmark = pytest.mark.fast
 
@@ -19,7 +20,7 @@ def test_misclassified_grid_shows_the_first_wrong_images_labelled_true_to_predic
     predicted = labels.copy()
     wrong = np.arange(3, 500, 7)  # 71 wrong: more than the 64 shown
     predicted[wrong] = (labels[wrong] + 1) % 10
-    fig = figures.misclassified_figure(images, labels, predicted, "model=cnn")
+    fig = figures.misclassified_figure(Misclassified.of(images, labels, predicted), "model=cnn")
     (ax,) = fig.axes
     texts = [t.get_text() for t in ax.findobj(Text) if t.get_text().startswith("#")]
     assert texts == [f"#{i}: {labels[i]} -> {predicted[i]}" for i in wrong[:64]]
@@ -33,5 +34,5 @@ def test_misclassified_grid_shows_the_first_wrong_images_labelled_true_to_predic
 
 def test_no_misclassified_image_still_draws_a_figure():
     labels = np.arange(10)
-    fig = figures.misclassified_figure(np.zeros((10, 28, 28, 1)), labels, labels, "perfect")
+    fig = figures.misclassified_figure(Misclassified.of(np.zeros((10, 28, 28, 1)), labels, labels), "perfect")
     assert "0 of 10 test images misclassified" in fig._suptitle.get_text()

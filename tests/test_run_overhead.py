@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from conftest import ROOT
 
@@ -20,21 +21,22 @@ def python(code: str, tmp_path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.fast
-def test_keras_loads_without_scikit_learn_which_stays_importable(tmp_path):
+def test_keras_loads_without_scikit_learn_and_matplotlib_which_stay_importable(tmp_path):
     proc = python(
         """
         import sys
         from mnistlab.core import imports
         with imports.without_unused():
             import keras
-        print("during:", "sklearn" in sys.modules)
-        import sklearn.base  # code that uses it still can
-        print("after:", sklearn.base.BaseEstimator.__name__)
+        print("during:", "sklearn" in sys.modules, "matplotlib" in sys.modules)
+        import sklearn.base  # code that uses them still can
+        import matplotlib.figure
+        print("after:", sklearn.base.BaseEstimator.__name__, matplotlib.figure.Figure.__name__)
         """,
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["during:", "False", "after:", "BaseEstimator"]
+    assert proc.stdout.split() == ["during:", "False", "False", "after:", "BaseEstimator", "Figure"]
 
 
 @pytest.mark.fast
@@ -86,9 +88,10 @@ def test_a_logged_model_pins_the_running_versions_without_mapping_every_package(
     assert sorted(lines["pins"].split()) == sorted(lines["expected"].split())
 
 
-def test_a_training_run_imports_neither_scikit_learn_nor_scipy_stats(tmp_path, mnist_dir, store):
+def test_a_training_run_imports_neither_scikit_learn_scipy_stats_nor_matplotlib(tmp_path, mnist_dir, store):
     # the run's own entry, as `python run.py` starts it: nothing on its path imports scikit-learn,
-    # nor scipy.stats (a second of start-up; one run's interval is reports.proportion's)
+    # nor scipy.stats (a second of start-up; one run's interval is reports.proportion's), nor
+    # matplotlib (the figures' helper process draws), and the figures are still logged
     proc = python(
         f"""
         import atexit, os, runpy, sys
@@ -99,6 +102,7 @@ def test_a_training_run_imports_neither_scikit_learn_nor_scipy_stats(tmp_path, m
         def report():
             print("sklearn imported:", "sklearn" in sys.modules, file=sys.stderr)
             print("scipy.stats imported:", "scipy.stats" in sys.modules, file=sys.stderr)
+            print("matplotlib imported:", "matplotlib" in sys.modules, file=sys.stderr)
 
         runpy.run_path("{ROOT / "run.py"}", run_name="__main__")
         """,
@@ -107,6 +111,10 @@ def test_a_training_run_imports_neither_scikit_learn_nor_scipy_stats(tmp_path, m
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sklearn imported: False" in proc.stderr
     assert "scipy.stats imported: False" in proc.stderr
+    assert "matplotlib imported: False" in proc.stderr
+    (run,) = MlflowClient(store).search_runs(["1"])
+    logged = {a.path for a in MlflowClient(store).list_artifacts(run.info.run_id)}
+    assert {"learning_curves.png", "confusion_matrix.png", "misclassified.png"} <= logged
 
 
 @pytest.mark.fast

@@ -68,6 +68,17 @@ def redact_tree(tree: Any, forms: list[str] | None = None) -> Any:
     return redact(tree, forms) if isinstance(tree, str) else tree
 
 
+def redact_figure(figure: Any, forms: list[str] | None = None) -> Any:
+    """Every text of a matplotlib figure (titles hold run names) with secrets masked; matplotlib's
+    texts are the artists with get_text and set_text (no import of matplotlib here)."""
+    forms = masked_forms() if forms is None else forms
+    for text in figure.findobj(lambda artist: hasattr(artist, "get_text") and hasattr(artist, "set_text")):
+        masked = redact(text.get_text(), forms)
+        if masked != text.get_text():
+            text.set_text(masked)
+    return figure
+
+
 def secret_in(text: str) -> str | None:
     """The name of the variable whose secret ``text`` holds, if any."""
     for name, value in secrets():

@@ -66,6 +66,26 @@ class TestReport:
         return {"test_accuracy_ci_low": low, "test_accuracy_ci_high": high, **recalls}
 
 
+@dataclass(frozen=True)
+class Misclassified:
+    """The first misclassified test images, in test-set order (so the same model always shows the
+    same ones): what the misclassified figure draws."""
+
+    images: np.ndarray  # the images shown
+    numbers: np.ndarray  # their positions in the test set
+    labels: np.ndarray  # their true classes
+    predicted: np.ndarray  # the classes predicted for them
+    wrong: int  # misclassified test images in all
+    total: int  # test images
+
+    @classmethod
+    def of(cls, images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, limit: int = 64) -> Misclassified:
+        """Up to ``limit`` of the test images whose ``predicted`` class is not their label."""
+        wrong = np.flatnonzero(labels != predicted)
+        shown = wrong[:limit]
+        return cls(images[shown], shown, labels[shown], predicted[shown], len(wrong), len(labels))
+
+
 def predictions_frame(labels: np.ndarray, probabilities: np.ndarray):
     """One row per test image: index, label, predicted class, and each class's probability (float32)."""
     columns = {

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
+
+if TYPE_CHECKING:
+    from mnistlab.reports.evaluation import Misclassified
 
 
 def learning_curves(history: dict[str, list[float]], title: str) -> Figure:
@@ -51,33 +54,30 @@ def confusion_figure(counts: np.ndarray, title: str, class_names: Sequence[str] 
     return fig
 
 
-def misclassified_figure(
-    images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, title: str, limit: int = 64
-) -> Figure:
-    """Up to ``limit`` misclassified test images in a grid, each labelled true -> predicted (the
-    first ones in test-set order, so the same model always shows the same images). One image of
-    tiles on one axes: 64 axes of their own took seconds to lay out and save."""
-    all_wrong = np.flatnonzero(labels != predicted)
-    wrong = all_wrong[:limit]
+def misclassified_figure(shown: Misclassified, title: str) -> Figure:
+    """The misclassified test images ``shown`` in a grid, each labelled true -> predicted. One
+    image of tiles on one axes: 64 axes of their own took seconds to lay out and save."""
     columns = 8
-    rows = max(1, math.ceil(len(wrong) / columns))
-    height, width = images.shape[1:3]
+    rows = max(1, math.ceil(len(shown.numbers) / columns))
+    height, width = shown.images.shape[1:3]
     label = max(6, height // 3)  # a band above each tile for its label
     cell_h, cell_w = height + label, width + 2
     mosaic = np.zeros((rows * cell_h, columns * cell_w))  # 0: white under gray_r
     fig = Figure(figsize=(columns * 1.1, rows * 1.25 + 0.6), layout="constrained")
-    shown = f", the first {len(wrong)} shown" if len(wrong) < len(all_wrong) else ""
+    first = f", the first {len(shown.numbers)} shown" if len(shown.numbers) < shown.wrong else ""
     fig.suptitle(
-        f"{title}\n{len(all_wrong):,} of {len(labels):,} test images misclassified{shown} (true -> predicted)",
+        f"{title}\n{shown.wrong:,} of {shown.total:,} test images misclassified{first} (true -> predicted)",
         fontsize=9,
         wrap=True,
     )
     ax = fig.subplots()
     ax.set_axis_off()
-    for k, i in enumerate(wrong):
+    for k, (image, number, true, predicted) in enumerate(
+        zip(shown.images, shown.numbers, shown.labels, shown.predicted, strict=True)
+    ):
         top, left = (k // columns) * cell_h + label, (k % columns) * cell_w + 1
-        mosaic[top : top + height, left : left + width] = images[i].reshape(height, width)
-        ax.text(left + width / 2, top - 1, f"#{i}: {labels[i]} -> {predicted[i]}", ha="center", va="bottom", fontsize=7)
+        mosaic[top : top + height, left : left + width] = image.reshape(height, width)
+        ax.text(left + width / 2, top - 1, f"#{number}: {true} -> {predicted}", ha="center", va="bottom", fontsize=7)
     ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     return fig
 

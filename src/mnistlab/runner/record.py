@@ -20,8 +20,8 @@ from mnistlab.core.stopwatch import Stopwatch
 from mnistlab.core.text import plural
 from mnistlab.data.prepare import Dataset
 from mnistlab.data.registry import DatasetSpec
-from mnistlab.reports import figures
-from mnistlab.reports.evaluation import TestReport, predictions_frame
+from mnistlab.reports.drawing import DRAWER
+from mnistlab.reports.evaluation import Misclassified, TestReport, predictions_frame
 from mnistlab.tracking import logger, provenance, server, store
 from mnistlab.tracking.datasets import Split
 from mnistlab.tracking.logger import RunLog
@@ -141,6 +141,12 @@ def description(cfg: DictConfig, num_params: int, data: Dataset, epochs_run: int
     )
 
 
+def draw_curves(fitted: TrainResult, title: str) -> None:
+    """The learning curves, asked of the figures' helper as soon as training ends (after_training
+    logs them)."""
+    DRAWER.ask("learning_curves", (fitted.history, title), "learning_curves.png")
+
+
 def after_training(
     log: RunLog,
     title: str,
@@ -160,18 +166,18 @@ def after_training(
     scores linked to the model and the test set), the figures, the test predictions, the logs.
     Returns the run's wall time. ``watch``: its phases are logged last, as ``time_<phase>_s``."""
     with interrupts.deferred():
+        predicted = tested.probabilities.argmax(axis=1)
+        shown = Misclassified.of(data.x_test, data.labels_test, predicted)
+        DRAWER.ask("confusion_figure", (tested.report.counts, title, tested.report.class_names), "confusion_matrix.png")
+        DRAWER.ask("misclassified_figure", (shown, title), "misclassified.png")
         model_id = log.model(model, data.input_shape, data.num_classes) if log_model else None
         log.final(tested.scores, model_id=model_id, dataset=inputs["test"])
         log.final(timing)
         log.describe(summary)
-        log.figure(figures.learning_curves(fitted.history, title), "learning_curves.png")
-        log.figure(
-            figures.confusion_figure(tested.report.counts, title, tested.report.class_names), "confusion_matrix.png"
-        )
-        predicted = tested.probabilities.argmax(axis=1)
-        log.figure(figures.misclassified_figure(data.x_test, data.labels_test, predicted, title), "misclassified.png")
         log.text(tested.report.per_class_csv(), "per_class.csv")
         log.predictions(predictions_frame(data.labels_test, tested.probabilities))
+        with DRAWER.drawn() as drawn:  # the learning curves (draw_curves), the confusion matrix, the misclassified
+            log.files(drawn)
         wall = time.perf_counter() - started
         log.final({"wall_time_s": wall})
         for folder, paths in logs.items():

@@ -23,6 +23,7 @@ from mnistlab.core.stopwatch import Stopwatch
 from mnistlab.data.loading import load
 from mnistlab.data.prepare import Dataset, prepare
 from mnistlab.data.registry import DATASETS, DatasetSpec
+from mnistlab.reports.drawing import DRAWER
 from mnistlab.runner import resume as resuming
 from mnistlab.tracking.parents import Sweep
 from mnistlab.train import checkpoints
@@ -103,6 +104,7 @@ def _steps(
     on_epoch: Callable[[int, dict], bool] | None,
 ) -> RunResult:
     watch = Stopwatch()
+    DRAWER.start()  # the figures' helper process loads matplotlib meanwhile, on the other core
     spec = DATASETS[cfg.data.name]
     data = load_data(cfg, spec)  # 1. the data, checked
     watch.lap("data")
@@ -148,13 +150,14 @@ def _steps(
                 raise interrupt from exc
             raise
         watch.lap("fit")
+        title = f"{run_name.replace(',', ', ')} ({built.num_params:,} parameters)"  # spaces let it wrap
+        record.draw_curves(fitted, title)  # drawn by the helper while the model is tested
         tested = record.Tested.of(*keras_side.test(cfg, built, data), data, spec)  # 5. evaluate
         watch.lap("test")
         timing = _timing(fitted)
         logs = {None: list(Path(output_dir).glob("*.log"))}  # Hydra's job log
         if job_dir != output_dir:  # the log of the resumed part
             logs[f"resumed-{tags['resumed']}"] = list(Path(job_dir).glob("*.log"))
-        title = f"{run_name.replace(',', ', ')} ({built.num_params:,} parameters)"  # spaces let it wrap
         # 6. log: from here the run completes, whatever signal comes; it is delivered once the run is FINISHED
         ending.start()
         try:

@@ -9,11 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from matplotlib.text import Text
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from mnistlab.core.redaction import masked_forms, redact, redact_all
+from mnistlab.core.redaction import masked_forms, redact, redact_all, redact_figure
 
 MAX_RUN_NAME = 250  # MLflow's column; PostgreSQL refuses longer names (sqlite does not check)
 
@@ -28,16 +27,6 @@ def fitting_name(name: str) -> str:
 
 def safe_run_name(name: str | None) -> str | None:
     return None if name is None else fitting_name(redact(name))
-
-
-def redact_figure(figure: Any) -> Any:
-    """Every text of a matplotlib figure (titles hold run names) with secrets masked."""
-    forms = masked_forms()
-    for text in figure.findobj(Text):
-        masked = redact(text.get_text(), forms)
-        if masked != text.get_text():
-            text.set_text(masked)
-    return figure
 
 
 class SafeClient(MlflowClient):
