@@ -152,3 +152,33 @@ def test_exit_now_finishes_every_write_python_would_before_it_skips_the_teardown
     for name in ("thread.txt", "executor.txt", "atexit.txt"):
         assert (tmp_path / name).read_text() == "done", name
     assert (tmp_path / "run.log").read_text() == "the last record\n"
+
+
+@pytest.mark.fast
+def test_the_imports_are_frozen_once_so_a_later_runs_garbage_stays_collectable(tmp_path):
+    # settle() after the first run's imports; a reused worker's later runs call it again, and what
+    # the runs left in between (a model's reference cycles) must still be collected
+    proc = python(
+        """
+        import gc, weakref
+        from mnistlab.core import imports
+
+        imports.settle()
+        frozen = gc.get_freeze_count()
+
+        class Model:  # a cycle, as a Keras model and its layers make one
+            pass
+
+        model = Model()
+        model.me = model
+        gone = weakref.ref(model)
+        del model
+        imports.settle()  # the next run
+        print(frozen > 0, gc.get_freeze_count() == frozen)
+        gc.collect()
+        print(gone() is None)
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "True", "True"]

@@ -96,6 +96,30 @@ def test_a_clean_checkout_records_no_diff(tmp_path):
     assert tags["git.dirty"] == "false" and tags["git.commit"] == git(clone, "rev-parse", "HEAD")
 
 
+@pytest.mark.fast
+def test_the_package_list_follows_an_install_between_two_runs_of_one_process(tmp_path, monkeypatch):
+    # a reused worker reads the list once; a distribution installed (or removed) on sys.path in
+    # between changes its folder, and the next run's list has it
+    from mnistlab.tracking.provenance import installed_packages
+
+    def install(name: str, version: str) -> Path:
+        info = tmp_path / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        return info
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    install("mnistlab-probe-a", "1.0")
+    first = installed_packages()
+    assert "mnistlab-probe-a==1.0" in first.splitlines() and installed_packages() is first  # read once
+    install("mnistlab-probe-b", "2.0")
+    assert "mnistlab-probe-b==2.0" in installed_packages().splitlines()
+    for path in tmp_path.glob("mnistlab-probe-a-*/*"):
+        path.unlink()
+    (tmp_path / "mnistlab-probe-a-1.0.dist-info").rmdir()
+    assert "mnistlab-probe-a==1.0" not in installed_packages().splitlines()
+
+
 def test_no_secret_from_the_environment_reaches_mlflow(recorded):
     store, run, _, _ = recorded
     secrets = (TOKEN, TOKEN[::-1], PASSWORD)

@@ -114,6 +114,7 @@ def _steps(
         from mnistlab.tracking.datasets import splits
 
         keras_side.start_tensorflow()
+    imports.settle()  # the imported objects out of the garbage collector's way
     watch.lap("imports")
     where = record.open_store(cfg)  # 2. the store answers and holds the experiment
     watch.lap("store")

@@ -4,6 +4,7 @@ the same without loading it."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shlex
@@ -19,10 +20,24 @@ from mnistlab.core.redaction import redact
 
 
 def installed_packages() -> str:
-    """pip freeze, without running pip: every distribution in this environment, name==version."""
+    """pip freeze, without running pip: every distribution in this environment, name==version.
+    A reused worker's later runs reuse the list while no folder on sys.path has changed (an install
+    or removal changes its folder's time): reading every distribution's metadata took 0.2 s a run."""
+    return _freeze(tuple(_folder_time(entry) for entry in sys.path))
+
+
+@functools.lru_cache(maxsize=1)
+def _freeze(folders: tuple[tuple[str, int | None], ...]) -> str:
     metadata = [d.metadata for d in distributions()]  # parsed once each: a quarter of the time of d.version's
     names = {f"{m['Name']}=={m['Version']}" for m in metadata if m["Name"]}
     return "\n".join(sorted(names, key=str.lower)) + "\n"
+
+
+def _folder_time(entry: str) -> tuple[str, int | None]:
+    try:
+        return entry, os.stat(entry or ".").st_mtime_ns
+    except OSError:
+        return entry, None
 
 
 def environment_tags(root_dir: str, output_dir: str) -> dict[str, str]:
