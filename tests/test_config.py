@@ -30,6 +30,7 @@ PARAMS = {
     # and the batch-normalised ones of the best_* presets (issue 4)
     "tiny_cnn_bn": 9_362,
     "cnn_bn": 225_706,
+    "cnn_bn16": 109_146,  # experiment=fast's (issue 19)
     "dense_bn": 672_778,
 }
 
@@ -218,7 +219,7 @@ def test_cfg_job_prints_config_without_tensorflow(tmp_path):
         (
             "model=nope",
             "error: In 'config': Could not find 'model/nope'. Available options in 'model': cnn, cnn32, "
-            "cnn_bn, dense, dense512, dense_bn, mlp12, tiny_cnn, tiny_cnn_bn",
+            "cnn_bn, cnn_bn16, dense, dense512, dense_bn, mlp12, tiny_cnn, tiny_cnn_bn",
         ),
     ],
 )
