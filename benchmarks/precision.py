@@ -7,7 +7,8 @@ tie test. Writes the `precision` section of RESULTS.md; `trainer.precision=auto`
 `--max-isa` caps the instructions oneDNN (TensorFlow's CPU kernels) may use, through its
 ONEDNN_MAX_CPU_ISA variable: on a CPU with AMX, AVX512_CORE_BF16 measures what a CPU with only
 AVX512-BF16 would do, AVX512_CORE one with no bfloat16 instructions at all. Each cap writes its
-own section (`precision_<isa>`).
+own section (`precision_<isa>`), and so does a CPU without AMX measured as it is
+(`precision_avx512_core_bf16` for AVX512-BF16 alone).
 
 For each model, one sweep `python run.py -m model=<model> seed=1,2,3,4,5
 trainer.precision=float32,mixed_bfloat16` (the default experiment otherwise: 5 epochs of batch
@@ -40,7 +41,7 @@ from mnistlab.reports import comparison  # noqa: E402
 from mnistlab.tracking.parents import runs_filter  # noqa: E402
 from mnistlab.tracking.reading import find_runs  # noqa: E402
 
-MODELS = ["cnn", "tiny_cnn", "dense"]
+MODELS = ["cnn", "tiny_cnn", "dense", "cnn_bn16"]
 PRECISIONS = ["float32", "mixed_bfloat16"]
 SEEDS = "1,2,3,4,5"
 
@@ -136,6 +137,15 @@ def model_section(store: Store, model: str, extra: list[str]) -> tuple[list[str]
     return lines, verdict
 
 
+def found_isa() -> str | None:
+    """What this CPU's bfloat16 hardware would be as a ``--max-isa`` cap: None with AMX (whose section
+    is `precision`), AVX512_CORE_BF16 for AVX512-BF16 alone, AVX512_CORE for none."""
+    found = bf16_hardware()
+    if "AMX" in found:
+        return None
+    return "AVX512_CORE_BF16" if "AVX512-BF16" in found else "AVX512_CORE"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, required=True, help="folder of the runs' mlflow.db and outputs")
@@ -166,10 +176,11 @@ def main() -> None:
     )
     if args.overrides:
         print(body)
-    else:
-        name = f"precision_{args.max_isa.lower()}" if args.max_isa else "precision"
-        cap = f", oneDNN capped at {args.max_isa}" if args.max_isa else ""
-        write_section(name, f"trainer.precision per model{cap} (`benchmarks/precision.py`)", body)
+        return
+    isa = args.max_isa or found_isa()  # one section per kind of bfloat16 hardware
+    name = f"precision_{isa.lower()}" if isa else "precision"
+    kind = f", oneDNN capped at {args.max_isa}" if args.max_isa else f", {bf16_hardware()} without AMX" if isa else ""
+    write_section(name, f"trainer.precision per model{kind} (`benchmarks/precision.py`)", body)
 
 
 if __name__ == "__main__":
