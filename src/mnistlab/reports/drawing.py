@@ -14,6 +14,7 @@ runs.
 
 from __future__ import annotations
 
+import io
 import logging
 import pickle
 import queue
@@ -152,8 +153,11 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
                 return
 
     threading.Thread(target=read, daemon=True).start()
-    # matplotlib, and what unpickling a request needs, load before the first request comes
+    # matplotlib, its fonts and PNG writer, and what unpickling a request needs, all loaded before the
+    # first request comes (while the run imports TensorFlow): a first figure took twice as long
     from mnistlab.reports import evaluation, figures  # noqa: F401
+
+    figures.learning_curves({"loss": [1.0, 0.5]}, "warm-up").savefig(io.BytesIO(), format="png")
 
     while (request := pending.get()) is not None:
         try:
