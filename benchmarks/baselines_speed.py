@@ -1,5 +1,5 @@
-"""Benchmark the framework against plain Keras on every published baseline, plus start-up costs.
-Writes the `baselines_speed` section of RESULTS.md.
+"""Benchmark the framework against plain Keras on every published baseline. Writes the
+`baselines_speed` section of RESULTS.md (start-up costs: runner_speed.py --no-training).
 
     MNIST_DIR=../shared/datasets/mnist python benchmarks/baselines_speed.py --rounds 3
 
@@ -161,31 +161,10 @@ def baselines_table(configs: dict, results: dict, rounds: int) -> list[str]:
     return lines
 
 
-def startup_table(env: dict[str, str], repeat: int) -> list[str]:
-    lines = ["| what | median wall time |", "|---|---|"]
-    commands = {
-        "`python run.py --help`": [sys.executable, "run.py", "--help"],
-        "`python run.py --cfg job`": [sys.executable, "run.py", "--cfg", "job"],
-        "`import tensorflow`": [sys.executable, "-c", "import tensorflow"],
-        "`import keras` (imports TensorFlow)": [sys.executable, "-c", "import keras"],
-        "`import mlflow`": [sys.executable, "-c", "import mlflow"],
-        "everything a training run imports (`mnistlab.runner.model`, `.record`)": [
-            sys.executable,
-            "-c",
-            "import mnistlab.runner.model, mnistlab.runner.record",
-        ],
-    }
-    for label, cmd in commands.items():
-        wall = statistics.median(run(cmd, env)[0] for _ in range(repeat))
-        lines.append(f"| {label} | {wall:.2f} s |")
-    return lines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=BASELINES)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each preset on each side")
-    parser.add_argument("--repeat", type=int, default=5, help="repetitions of each start-up command")
     args = parser.parse_args()
     if not os.environ.get("MNIST_DIR"):
         sys.exit("set MNIST_DIR to the folder with the MNIST IDX files")
@@ -205,10 +184,6 @@ def main() -> None:
             "that a resumed run sees the same batches), so their test accuracies differ as two seeds' would.",
             "",
             *baselines_table(configs, results, args.rounds),
-            "",
-            f"### Start-up (median of {args.repeat})",
-            "",
-            *startup_table(framework.env, args.repeat),
         ]
     (Path(__file__).parent / "baselines_speed.json").write_text(json.dumps(results, indent=1) + "\n")
     write_section(

@@ -1,7 +1,9 @@
 """Benchmark run.py: how fast it answers without training, and the default experiment against
-the same training written by hand (plain_keras.py). Writes its section of RESULTS.md.
+the same training written by hand (plain_keras.py). Writes its section of RESULTS.md; with
+--no-training, only the answers without training and the imports, as the `startup` section.
 
     MNIST_DIR=../shared/datasets/mnist python benchmarks/runner_speed.py --seeds 42 1 2
+    MNIST_DIR=../shared/datasets/mnist python benchmarks/runner_speed.py --no-training
 
 Timings on a shared 2-core VM vary by 10-20% from run to run; the table gives each run.
 """
@@ -32,10 +34,42 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, subprocess.Comple
     return time.perf_counter() - start, proc
 
 
+def without_training(env: dict[str, str], repeat: int) -> list[str]:
+    """run.py's answers that load neither TensorFlow nor MLflow, and what the imports cost."""
+    lines = [
+        f"### run.py without training (median of {repeat})",
+        "",
+        "| command | exit code | wall time |",
+        "|---|---|---|",
+    ]
+    for extra in (["--help"], ["--cfg", "job"], ["trainer.epochs=0"], ["model=nope"]):
+        runs = [timed([sys.executable, "run.py", *extra], env) for _ in range(repeat)]
+        wall = statistics.median(t for t, _ in runs)
+        lines.append(f"| `python run.py {' '.join(extra)}` | {runs[0][1].returncode} | {wall:.2f} s |")
+    lines += ["", f"### Imports (median of {repeat})", "", "| what | median wall time |", "|---|---|"]
+    imports = {
+        "`import tensorflow`": "import tensorflow",
+        "`import keras` (imports TensorFlow)": "import keras",
+        "`import mlflow`": "import mlflow",
+        "everything a training run imports (`mnistlab.runner.model`, `.record`)": (
+            "import mnistlab.runner.model, mnistlab.runner.record"
+        ),
+    }
+    for label, code in imports.items():
+        wall = statistics.median(timed([sys.executable, "-c", code], env)[0] for _ in range(repeat))
+        lines.append(f"| {label} | {wall:.2f} s |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of each no-training command")
+    parser.add_argument(
+        "--no-training",
+        action="store_true",
+        help="only run.py's answers without training and the imports: the `startup` section",
+    )
     args = parser.parse_args()
     if not os.environ.get("MNIST_DIR"):
         sys.exit("set MNIST_DIR to the folder with the MNIST IDX files")
@@ -44,16 +78,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MNISTLAB_ROOT": tmp, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
-        lines += [
-            f"### run.py without training (median of {args.repeat})",
-            "",
-            "| command | exit code | wall time |",
-            "|---|---|---|",
-        ]
-        for extra in (["--help"], ["--cfg", "job"], ["trainer.epochs=0"], ["model=nope"]):
-            runs = [timed([sys.executable, "run.py", *extra], env) for _ in range(args.repeat)]
-            wall = statistics.median(t for t, _ in runs)
-            lines.append(f"| `python run.py {' '.join(extra)}` | {runs[0][1].returncode} | {wall:.2f} s |")
+        lines += without_training(env, args.repeat)
+        if args.no_training:
+            write_section("startup", "Start-up (`benchmarks/runner_speed.py --no-training`)", "\n".join(lines) + "\n")
+            return
 
         lines += [
             "",

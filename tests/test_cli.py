@@ -38,6 +38,27 @@ def test_run_py_help_starts_with_the_version_and_lists_the_commands():
         assert f"    {command}" in help_text
 
 
+@pytest.mark.parametrize("flag", ["--help", "--hydra-help"])
+def test_the_help_is_hydras_own_with_each_group_listed_once(flag):
+    # run.py computes each config group's listing once for the help (task.list_config_groups_once);
+    # with Hydra's own listing, call after call, the text is the same
+    def help_text(own_listing: bool) -> str:
+        code = (
+            "import runpy, sys; from mnistlab.app import task; "
+            + ("task.list_config_groups_once = lambda: None; " if own_listing else "")
+            + f"sys.argv = ['run.py', '{flag}']; runpy.run_path('run.py', run_name='__main__')"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=cli_env(), timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    once = help_text(own_listing=False)
+    assert "== Configuration groups ==" in once or "hydra/launcher:" in once
+    assert once == help_text(own_listing=True)
+
+
 @pytest.mark.parametrize("mnistlab", [False, True])
 def test_a_closed_pipe_stops_the_output_without_an_error(tmp_path, mnistlab):
     """`python run.py --help | head`, `mnistlab preprocess digit.png | head`: the reader is gone

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.object_type import ObjectType
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -55,6 +57,8 @@ def entry(hydra_main: Callable[[], Any], root_dir: Path) -> None:
     # the command line as typed, for the runs' "command" tag (a launcher's worker processes have their own argv)
     os.environ[COMMAND] = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     quiet_launcher_plugins()
+    if {"--help", "-h", "--hydra-help"} & set(sys.argv[1:]):
+        list_config_groups_once()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for Hydra's full tracebacks
         hydra_main()
         return
@@ -81,6 +85,29 @@ def quiet_launcher_plugins() -> None:
     # a Ray address where no cluster answers: give up after ~2 minutes, not Ray's ~14 (20 attempts of ~40 s)
     os.environ.setdefault("RAY_NUM_REDIS_GET_RETRIES", "3")
     logging.getLogger("hydra_plugins.hydra_ray_launcher._launcher_util").addFilter(Redacted())
+
+
+def list_config_groups_once() -> None:
+    """For --help: Hydra lists every config group and its options through
+    ConfigLoaderImpl.get_group_options, which copies the whole config repository (every plugin's
+    config in it) at each of about a hundred calls, most of a second. Nothing the help prints can
+    change meanwhile, so the listing reads one copy (Hydra 1.3's get_group_options, with its
+    repository kept per config name and overrides)."""
+    repositories: dict[tuple, Any] = {}
+
+    def get_group_options(
+        self: ConfigLoaderImpl,
+        group_name: str,
+        results_filter: ObjectType | None = ObjectType.CONFIG,
+        config_name: str | None = None,
+        overrides: list[str] | None = None,
+    ) -> list[str]:
+        key = (id(self), config_name, tuple(overrides or ()))
+        if key not in repositories:
+            repositories[key] = self._parse_overrides_and_create_caching_repo(config_name, list(overrides or ()))[1]
+        return repositories[key].get_group_options(group_name, results_filter)
+
+    ConfigLoaderImpl.get_group_options = get_group_options  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
