@@ -175,6 +175,9 @@ def test_parallel_sweep_of_the_preset_into_a_fresh_store(tmp_path):
             assert all(math.isfinite(m.value) for m in points)
     assert len({c.data.tags["hydra.output_dir"] for c in children}) == 9
     assert [row["run_id"] for row in summary_csv(store, parent)] == [c.info.run_id for c in ranked(children)]
+    # the workers started before the parent run and loaded TensorFlow before their first job: no
+    # job's run paid for the imports (seconds)
+    assert max(c.data.metrics["time_imports_s"] for c in children) < 1.0
 
 
 def test_processes_opening_a_fresh_store_at_once_all_get_it(tmp_path):

@@ -7,6 +7,10 @@ other jobs go on. joblib's loky pool, when one of its workers dies, kills all th
 raises: the whole sweep stopped, a healthy job with it, and the remaining jobs never ran. Here the
 workers are a ``multiprocessing`` pool (spawned, so no state is inherited), which replaces a dead
 worker and leaves the others alone; each job writes its worker's pid where the launcher watches it.
+
+Each worker loads TensorFlow, Keras and MLflow as it starts (``runner.steps.preload``), and the
+sweep tracker starts the first batch's workers before it sets up the parent run (``prestart``):
+the seconds of imports then pass while this process opens the store, not after it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +28,7 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from joblib.externals import cloudpickle  # joblib's own copy: the plugin's dependency, whatever else is installed
+from omegaconf import DictConfig
 
 from hydra_plugins.hydra_joblib_launcher._core import execute_job
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher as PluginLauncher
@@ -32,6 +39,28 @@ from mnistlab.sweeps.lost import lost_job
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
+_started: list[Any] = []  # the pool prestart() started, for the first launch to take
+
+
+def _preload() -> None:
+    """A worker's start: the libraries its jobs train and record with, loaded before the first job
+    comes; Ctrl-C is the launcher's meanwhile (it stops the pool). A failure here is left to the
+    job that meets it again, which reports it as a run would: a pool's initializer that raised
+    would only be started again and again."""
+    quiet_launcher_plugins()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from mnistlab.runner.steps import preload
+
+        preload()
+    except Exception:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _pool(n_jobs: int) -> Any:
+    return multiprocessing.get_context("spawn").Pool(n_jobs, initializer=_preload)
 
 
 def _run(payload: bytes, pid_file: str) -> bytes:
@@ -43,6 +72,14 @@ def _run(payload: bytes, pid_file: str) -> bytes:
 
 
 class JoblibLauncher(PluginLauncher):
+    @staticmethod
+    def prestart(config: DictConfig) -> None:
+        """The worker processes of the first batch, started now (the sweep tracker calls this before
+        it sets up the parent run): each loads TensorFlow meanwhile. As many as n_jobs asks for
+        (launch() would start fewer for a batch of fewer jobs, unknown yet: the others stay idle)."""
+        if not _started:
+            _started.append(_pool(_workers(int(config.hydra.launcher.get("n_jobs") or -1), jobs=sys.maxsize)))
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
         assert self.config is not None and self.task_function is not None and self.hydra_context is not None
@@ -62,7 +99,7 @@ class JoblibLauncher(PluginLauncher):
         singleton_state = Singleton.get_state()
         watch = sweep_dir / ".workers"
         watch.mkdir(exist_ok=True)
-        pool = multiprocessing.get_context("spawn").Pool(n_jobs)
+        pool = _started.pop() if _started else _pool(n_jobs)
         try:
             pending = {}
             for number, overrides in zip(numbers, job_overrides):

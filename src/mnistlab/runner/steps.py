@@ -108,13 +108,11 @@ def _steps(
     spec = DATASETS[cfg.data.name]
     data = load_data(cfg, spec)  # 1. the data, checked
     watch.lap("data")
-    with quiet.stderr_filtered(), imports.without_unused():  # TensorFlow's start-up lines dropped, its errors kept
-        from mnistlab.runner import model as keras_side
-        from mnistlab.runner import record  # MLflow and TensorFlow (~4-6 s to import) once the data is known good
-        from mnistlab.tracking.datasets import splits
+    preload()  # MLflow and TensorFlow (~4-6 s to import) once the data is known good, unless loaded
+    from mnistlab.runner import model as keras_side
+    from mnistlab.runner import record
+    from mnistlab.tracking.datasets import splits
 
-        keras_side.start_tensorflow()
-    imports.settle()  # the imported objects out of the garbage collector's way
     watch.lap("imports")
     where = record.open_store(cfg)  # 2. the store answers and holds the experiment
     watch.lap("store")
@@ -197,6 +195,17 @@ def _steps(
         config=cfg,
         tracking_uri=where.tracking_uri,
     )
+
+
+def preload() -> None:
+    """The libraries a run trains and records with, TensorFlow, Keras and MLflow (seconds), loaded
+    and started; once per process. A launcher's worker calls it as it starts, before its first job."""
+    with quiet.stderr_filtered(), imports.without_unused():  # TensorFlow's start-up lines dropped, its errors kept
+        from mnistlab.runner import model, record  # noqa: F401
+        from mnistlab.tracking import datasets  # noqa: F401
+
+        model.start_tensorflow()
+    imports.settle()  # the imported objects out of the garbage collector's way
 
 
 def load_data(cfg: DictConfig, spec: DatasetSpec) -> Dataset:

@@ -24,6 +24,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import validate
@@ -62,6 +63,19 @@ class SweepFailed(MnistlabError):
     """Some jobs of the sweep did not finish; the others did, and the summary says which."""
 
 
+def _start_workers(config: DictConfig) -> None:
+    """A launcher that can start its worker processes ahead of its first batch (a ``prestart``
+    method: mnistlab's joblib launcher) starts them now, so that their seconds of imports pass while
+    the parent run is set up. Hydra instantiates the launcher only after this callback."""
+    target = OmegaConf.select(config, "hydra.launcher._target_")
+    try:
+        prestart = getattr(get_class(target), "prestart", None) if target else None
+    except Exception:  # not a class Hydra can import: the launcher reports it itself
+        return
+    if prestart is not None:
+        prestart(config)
+
+
 class SweepTracker(Callback):
     """Hydra callback (conf/config.yaml, hydra.callbacks) that makes a multirun one parent run."""
 
@@ -72,12 +86,16 @@ class SweepTracker(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if is_dry_run(config):  # a preview: no store, no parent run, no MLflow import
             return
-        from mnistlab.tracking import provenance, runs, server, store, sweeps
-
         try:
             valid = validate(config)  # an error every job would hit stops the sweep before it starts
             if valid.resume:
                 raise resume_in_a_sweep(valid.resume)
+        except Exception as exc:
+            exit_for(exc)
+        _start_workers(config)  # they load TensorFlow while this process sets up the parent run
+        from mnistlab.tracking import provenance, runs, server, store, sweeps
+
+        try:
             uri = server.reachable_uri(valid.tracking.uri, valid.tracking.fallback_to_local, valid.root_dir)
             experiment_id = store.open_experiment(uri, valid.tracking.experiment)
         except Exception as exc:  # Hydra would make it a warning and run the jobs without a parent
