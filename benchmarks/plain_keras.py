@@ -25,6 +25,25 @@ import_time = time.perf_counter() - start
 L = keras.layers
 
 
+def cnn_bn(first: int, second: int) -> list:
+    """Two batch-normalised 3x3 convolutions of ``first`` and ``second`` filters, then a dense 128 head."""
+    return [
+        L.Conv2D(first, 3, use_bias=False),
+        L.BatchNormalization(),
+        L.ReLU(),
+        L.MaxPooling2D(2),
+        L.Conv2D(second, 3, use_bias=False),
+        L.BatchNormalization(),
+        L.ReLU(),
+        L.MaxPooling2D(2),
+        L.Flatten(),
+        L.Dense(128, use_bias=False),
+        L.BatchNormalization(),
+        L.ReLU(),
+        L.Dropout(0.3),
+    ]
+
+
 def model(name: str) -> list:
     """The architectures of conf/model/, as one would type them. Only the chosen model's layers
     are created: creating a layer can draw from the random generators (Dropout's seed), and the
@@ -44,36 +63,8 @@ def model(name: str) -> list:
             L.Flatten(),
             L.Dense(128, activation="relu"),
         ],
-        "cnn_bn": lambda: [
-            L.Conv2D(32, 3, use_bias=False),
-            L.BatchNormalization(),
-            L.ReLU(),
-            L.MaxPooling2D(2),
-            L.Conv2D(64, 3, use_bias=False),
-            L.BatchNormalization(),
-            L.ReLU(),
-            L.MaxPooling2D(2),
-            L.Flatten(),
-            L.Dense(128, use_bias=False),
-            L.BatchNormalization(),
-            L.ReLU(),
-            L.Dropout(0.3),
-        ],
-        "cnn_bn16": lambda: [
-            L.Conv2D(16, 3, use_bias=False),
-            L.BatchNormalization(),
-            L.ReLU(),
-            L.MaxPooling2D(2),
-            L.Conv2D(32, 3, use_bias=False),
-            L.BatchNormalization(),
-            L.ReLU(),
-            L.MaxPooling2D(2),
-            L.Flatten(),
-            L.Dense(128, use_bias=False),
-            L.BatchNormalization(),
-            L.ReLU(),
-            L.Dropout(0.3),
-        ],
+        "cnn_bn": lambda: cnn_bn(32, 64),
+        "cnn_bn16": lambda: cnn_bn(16, 32),
         "dense": lambda: [L.Flatten(), L.Dense(512, activation="relu"), L.Dense(512, activation="relu")],
         "dense512": lambda: [L.Flatten(), L.Dense(512, activation="relu")],
         "mlp12": lambda: [
