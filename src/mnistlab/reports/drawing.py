@@ -83,7 +83,7 @@ class Drawer:
         try:
             pickle.dump(request, self._helper.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._helper.stdin.flush()
-        except OSError:  # the helper is gone: wait() draws what it did not
+        except OSError:  # the helper is gone: drawn() draws what it did not
             self._helper = None
 
     @contextmanager
