@@ -33,7 +33,7 @@ def _train(data, steps_per_execution: int, seed: int = 3):
         {"epochs": 2, "batch_size": 32, "verbose": 0},
         lambda epoch, metrics: epochs.append((epoch, sorted(metrics))),
     )
-    return model.get_weights(), result, epochs
+    return model, result, epochs
 
 
 @pytest.mark.parametrize("steps_per_execution", [8, 32])
@@ -44,7 +44,7 @@ def test_steps_per_execution_changes_speed_not_results(small_data, steps_per_exe
     wrong step). Weights and every epoch's metrics are bit-identical to one step per execution."""
     one, one_result, _ = _train(small_data, steps_per_execution=1)
     many, many_result, _ = _train(small_data, steps_per_execution=steps_per_execution)
-    for a, b in zip(one, many, strict=True):
+    for a, b in zip(one.get_weights(), many.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     timed = ("epoch_time_s",)
     assert {k: v for k, v in many_result.history.items() if k not in timed} == {
@@ -87,6 +87,19 @@ def test_one_pass_evaluation_matches_keras_evaluate(mnist_dir, loss):
     assert scores["test_accuracy"] == pytest.approx(keras_accuracy, abs=1e-6)
     assert scores["test_loss"] == pytest.approx(keras_loss, rel=1e-4)
     assert probabilities.shape == (10000, 10)
+
+
+def test_evaluation_predicts_as_the_trained_model_does_and_leaves_its_steps_per_execution(small_data):
+    """evaluate() predicts one batch per call, in batches of its own size: the probabilities are
+    bit for bit those of the model's own predict() (its steps_per_execution, Keras's batch), and
+    the model keeps its steps_per_execution."""
+    from mnistlab.train.evaluate import evaluate
+
+    model, _, _ = _train(small_data, steps_per_execution=8)
+    _, probabilities = evaluate(model, small_data, {"name": "crossentropy"})
+    assert model.steps_per_execution == 8
+    expected = model.predict(small_data.x_test, batch_size=1024, verbose=0)
+    np.testing.assert_array_equal(probabilities, expected)
 
 
 @pytest.mark.fast
