@@ -49,8 +49,9 @@ def confusion_figure(counts: np.ndarray, title: str, class_names: Sequence[str] 
         ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=8)
         ax.set_yticklabels(class_names, fontsize=8)
     threshold = counts.max() / 2
-    for (row, col), n in np.ndenumerate(counts):
-        ax.text(col, row, str(n), ha="center", va="center", fontsize=8, color="white" if n > threshold else "black")
+    for (row, col), n in np.ndenumerate(counts):  # inside the axes: the layout need not measure them
+        color = "white" if n > threshold else "black"
+        ax.text(col, row, str(n), ha="center", va="center", fontsize=8, color=color, in_layout=False)
     return fig
 
 
@@ -77,7 +78,8 @@ def misclassified_figure(shown: Misclassified, title: str) -> Figure:
     ):
         top, left = (k // columns) * cell_h + label, (k % columns) * cell_w + 1
         mosaic[top : top + height, left : left + width] = image.reshape(height, width)
-        ax.text(left + width / 2, top - 1, f"#{number}: {true} -> {predicted}", ha="center", va="bottom", fontsize=7)
+        label_text = f"#{number}: {true} -> {predicted}"  # in its tile's band: no layout to measure it for
+        ax.text(left + width / 2, top - 1, label_text, ha="center", va="bottom", fontsize=7, in_layout=False)
     ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     return fig
 
