@@ -22,7 +22,7 @@ def evaluate(model: keras.Model, data: Dataset, loss: Mapping) -> tuple[dict[str
     One ``predict`` instead of ``evaluate`` + ``predict`` saves a second pass and its tracing
     (~2 s); the loss is Keras's own loss function plus any regularisation, as ``evaluate`` has it.
     """
-    with one_batch_per_call(model):
+    with _one_batch_per_call(model):
         probabilities = model.predict(data.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
     test_loss = float(keras.ops.convert_to_numpy(make_loss(loss)(data.y_test, probabilities))) + sum(
         float(keras.ops.convert_to_numpy(term)) for term in model.losses
@@ -32,7 +32,7 @@ def evaluate(model: keras.Model, data: Dataset, loss: Mapping) -> tuple[dict[str
 
 
 @contextmanager
-def one_batch_per_call(model: keras.Model) -> Iterator[None]:
+def _one_batch_per_call(model: keras.Model) -> Iterator[None]:
     """``predict`` one batch per call into TensorFlow: with the training's steps_per_execution=N,
     Keras traces N copies of the model into the graph of predict's first call (0.1-0.3 s of a
     run, a new model in every run). The model's own setting is back afterwards."""
