@@ -139,10 +139,6 @@ class RunLog:
         self.client.set_tag(self.run_id, "mlflow.note.content", text)
 
     @_store_errors
-    def figure(self, figure: Any, path: str) -> None:
-        self.client.log_figure(self.run_id, figure, path)
-
-    @_store_errors
     def text(self, text: str, path: str) -> None:
         self.client.log_text(self.run_id, text, path)
 
