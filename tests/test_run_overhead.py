@@ -4,6 +4,7 @@ benchmarks/run_overhead.py's)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import textwrap
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 
 def python(code: str, tmp_path) -> subprocess.CompletedProcess:
@@ -115,6 +116,40 @@ def test_a_training_run_imports_neither_scikit_learn_scipy_stats_nor_matplotlib(
     (run,) = MlflowClient(store).search_runs(["1"])
     logged = {a.path for a in MlflowClient(store).list_artifacts(run.info.run_id)}
     assert {"learning_curves.png", "confusion_matrix.png", "misclassified.png"} <= logged
+
+
+def test_a_sweep_opens_its_parent_run_before_it_imports_matplotlib_or_scipy_stats(tmp_path, mnist_dir, store):
+    # the sweep process sets up the parent run while its workers (joblib) wait for their first job:
+    # the comparison's matplotlib and scipy.stats (about a second) wait for the sweep's summary
+    (tmp_path / "probe_callback.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from hydra.experimental.callback import Callback
+
+            class Probe(Callback):  # called after the sweep tracker, which comes first in hydra.callbacks
+                def on_multirun_start(self, config, **kwargs):
+                    loaded = [name for name in ("matplotlib", "scipy.stats") if name in sys.modules]
+                    print("loaded when the parent run started:", *loaded or ["nothing"], file=sys.stderr)
+            """
+        )
+    )
+    proc = run_cli(
+        "-m",
+        "model=tiny_cnn",
+        "data.limit=300",
+        "trainer.epochs=1",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        "+hydra.callbacks.probe._target_=probe_callback.Probe",
+        store=store,
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "loaded when the parent run started: nothing" in proc.stderr
+    (parent,) = MlflowClient(store).search_runs(["1"], "tags.`mnistlab.role` = 'sweep'")
+    summary = {a.path for a in MlflowClient(store).list_artifacts(parent.info.run_id, "summary")}
+    assert "summary/comparison.json" in summary  # the summary imported them, once the job was done
 
 
 @pytest.mark.fast

@@ -3,13 +3,17 @@ the children left RUNNING, and the comparison logged to the parent."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mlflow.tracking import MlflowClient
 
-from mnistlab.reports.comparison import Report
 from mnistlab.tracking import links
 from mnistlab.tracking.parents import SUPERSEDED_TAG, Sweep
 from mnistlab.tracking.runs import end_detached_run, record_failed_run
 from mnistlab.tracking.safe import SafeClient
+
+if TYPE_CHECKING:  # the comparison's matplotlib and scipy (1 s) only where a sweep is summarised
+    from mnistlab.reports.comparison import Report
 
 
 def client(sweep: Sweep) -> SafeClient:
