@@ -89,17 +89,44 @@ def test_one_pass_evaluation_matches_keras_evaluate(mnist_dir, loss):
     assert probabilities.shape == (10000, 10)
 
 
-def test_evaluation_predicts_as_the_trained_model_does_and_leaves_its_steps_per_execution(small_data):
-    """evaluate() predicts one batch per call, in batches of its own size: the probabilities are
-    bit for bit those of the model's own predict() (its steps_per_execution, Keras's batch), and
-    the model keeps its steps_per_execution."""
+def test_evaluation_predicts_as_the_trained_model_does(small_data):
+    """evaluate() predicts through its own traced function of the model, in batches of its own
+    size: the probabilities are bit for bit those of the model's own predict() (its
+    steps_per_execution, Keras's batch)."""
     from mnistlab.train.evaluate import evaluate
 
     model, _, _ = _train(small_data, steps_per_execution=8)
     _, probabilities = evaluate(model, small_data, {"name": "crossentropy"})
-    assert model.steps_per_execution == 8
     expected = model.predict(small_data.x_test, batch_size=1024, verbose=0)
     np.testing.assert_array_equal(probabilities, expected)
+
+
+@pytest.mark.parametrize("name", ["dense", "cnn"])
+def test_prediction_in_mixed_bfloat16_is_keras_predict_bit_for_bit(small_data, name):
+    """The models `trainer.precision=auto` trains in bfloat16 where the CPU computes it: the same
+    probabilities as predict(), on 3,000 images (a last batch shorter than the others)."""
+    import keras
+
+    from mnistlab.build.model import build_model, compile_model
+    from mnistlab.train.evaluate import predict
+    from mnistlab.train.runtime import seed_everything, set_precision
+
+    layers = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text())["layers"]
+    policy = keras.mixed_precision.global_policy().name
+    set_precision("mixed_bfloat16")
+    try:
+        seed_everything(2)
+        model = build_model(name, layers, small_data.input_shape, 10)
+        compile_model(
+            model,
+            {"name": "adam", "lr": 0.001},
+            {"name": "crossentropy"},
+            {"steps_per_execution": 32, "jit_compile": False},
+        )
+    finally:
+        set_precision(policy)
+    images = small_data.x_test[:3000]
+    np.testing.assert_array_equal(predict(model, images), model.predict(images, verbose=0))
 
 
 @pytest.mark.fast
